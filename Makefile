@@ -1,0 +1,23 @@
+# Two entry points for people: `make demo` and `make test`. Both create .venv if needed.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench
+
+$(BIN)/mediamon: setup.py
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(BIN)/mediamon
+
+install: $(BIN)/mediamon
+
+demo: install
+	$(BIN)/mediamon run configs/demo.yaml --summary out/demo-summary.json
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python -m benchmarks.run

@@ -1,0 +1,1 @@
+"""mediamon: media monitoring on Apache Beam (driver side: config, I/O, graph, CLI)."""

@@ -1,0 +1,1 @@
+"""mediamon stages: pure logic modules and one composite PTransform per stage."""

@@ -1,0 +1,167 @@
+"""Typed records passed between the pipeline's stages.
+
+Every stage boundary carries one of these frozen dataclasses.  `to_json()` gives the
+record exactly as the contract (docs/CONTRACT in the README) writes it; internal-only
+fields (guid, hints, mention counts) stay out of the written form.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+RAW_LIMIT = 4096  # bytes of the offending input kept in a dead letter
+
+
+@dataclass(frozen=True)
+class FeedDocument:
+    """One fetched (or read) feed body, not yet parsed."""
+
+    source: str                    # feed name from the config (host or file name by default)
+    url: str                       # URL or path it came from (after redirects)
+    body: bytes
+    fetched: str                   # ISO-8601 UTC
+    content_type: str = ""         # HTTP Content-Type header, for the charset
+    language_hint: str | None = None
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """One item in JSON form, not yet parsed: a JSONL line or a Pub/Sub message."""
+
+    source: str                    # file path or subscription it was read from
+    data: bytes
+    fetched: str                   # ISO-8601 UTC (read time)
+    attributes: tuple[tuple[str, str], ...] = ()
+    language_hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    """A news item from parse onwards; later stages fill language, topics, keywords."""
+
+    id: str
+    url: str
+    title: str
+    summary: str
+    source: str
+    published: str                 # ISO-8601 UTC; falls back to `fetched`
+    fetched: str
+    language: str = "und"
+    language_confidence: float = 0.0
+    topics: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    # internal fields, not part of the written article record
+    guid: str = ""
+    language_hint: str | None = None
+    keyword_mentions: tuple[tuple[str, int], ...] = ()   # keyword id -> occurrences
+    evidence: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = ()
+    # evidence: ((topic id, ((term, (surface forms seen, ...)), ...)), ...)
+
+    def replace(self, **changes: Any) -> "Article":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": self.id,
+            "url": self.url,
+            "title": self.title,
+            "summary": self.summary,
+            "source": self.source,
+            "published": self.published,
+            "fetched": self.fetched,
+            "language": self.language,
+            "language_confidence": round(self.language_confidence, 4),
+            "topics": list(self.topics),
+            "keywords": list(self.keywords),
+        }
+        if self.evidence:
+            record["evidence"] = {
+                topic: {term: list(forms) for term, forms in terms}
+                for topic, terms in self.evidence
+            }
+        return record
+
+
+@dataclass(frozen=True)
+class KeywordCount:
+    window_start: str
+    window_end: str
+    keyword: str
+    language: str
+    articles: int
+    mentions: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TopicCount:
+    window_start: str
+    window_end: str
+    topic: str
+    language: str
+    articles: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Alert:
+    topic: str
+    window_start: str
+    window_end: str
+    count: int
+    baseline: float
+    score: float
+    rule: str
+    articles: tuple[str, ...]
+    at: str
+
+    def to_json(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record["articles"] = list(self.articles)
+        return record
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Anything that could not become an article, with the reason and the input."""
+
+    stage: str
+    error: str
+    source: str
+    raw: str
+    at: str
+
+    @staticmethod
+    def of(stage: str, error: str, source: str, raw: bytes | str, at: str) -> "DeadLetter":
+        if isinstance(raw, bytes):
+            raw = raw[:RAW_LIMIT].decode("utf-8", errors="replace")
+        else:
+            raw = raw.encode("utf-8")[:RAW_LIMIT].decode("utf-8", errors="ignore")
+        return DeadLetter(stage=stage, error=error, source=source, raw=raw, at=at)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Natural keys: what makes two records "the same row" in a sink (upsert in SQLite).
+NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "articles": ("id",),
+    "counts": ("window_start", "window_end", "keyword", "language"),
+    "topics": ("window_start", "window_end", "topic", "language"),
+    "alerts": ("topic", "window_start", "window_end", "rule"),
+    "dead_letters": ("stage", "source", "raw", "error"),
+}
+
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "articles": ("id", "url", "title", "summary", "source", "published", "fetched", "language",
+                 "language_confidence", "topics", "keywords"),
+    "counts": tuple(f.name for f in dataclasses.fields(KeywordCount)),
+    "topics": tuple(f.name for f in dataclasses.fields(TopicCount)),
+    "alerts": tuple(f.name for f in dataclasses.fields(Alert)),
+    "dead_letters": tuple(f.name for f in dataclasses.fields(DeadLetter)),
+}
