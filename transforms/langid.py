@@ -1,0 +1,306 @@
+"""Language detection for news text, pure Python (no Beam): clean, route by script, then decide.
+
+`LanguageDetector.detect(text, hint)` returns `(code, confidence)`:
+
+1. Cleaning: HTML entities and leftover tags, URLs, e-mail addresses, @handles and digits are
+   removed, and ALL-CAPS words are folded to lower case (langdetect ignores all-caps words).
+2. Writing-system router: the script with the most letters decides the candidates. A script
+   that only one allowed language uses (Hebrew -> he, Greek -> el, Hangul -> ko ...) is decided
+   here and never reaches a statistical model. No letters at all -> ("und", 0.0).
+3. Arabic script: Sorani Kurdish (`ckb`) is recognised by its own letters (ڕ ڵ ۆ ێ ە), which
+   Arabic, Persian and Urdu do not use; the rest goes to langdetect (ar, fa, ur).
+   Latin script: Kurmanji Kurdish (`kmr`) is recognised by py3langid's `ku` model (langdetect
+   has no Kurdish); the rest goes to langdetect.
+4. langdetect is seeded and restricted to the allowed languages of the routed script, so the
+   same text gets the same answer in every run, process and worker.
+5. A weak answer (confidence below `min_confidence`) may be revised by a second opinion
+   (py3langid, averaged with langdetect) and, last, broken in favour of the feed's `hint`.
+
+Profiles and models are loaded once per process and shared by every detector.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import langdetect
+from langdetect.detector_factory import DetectorFactory
+from langdetect.lang_detect_exception import LangDetectException
+
+UND = "und"
+SEED = 0
+DEFAULT_MIN_CONFIDENCE = 0.9
+
+_PROFILE_DIR = Path(langdetect.__file__).resolve().parent / "profiles"
+
+# Output code -> langdetect profile name (only where they differ).
+_PROFILE_NAME = {"zh": "zh-cn"}
+
+# Script -> the languages we can report for it. A script with one language needs no model.
+_SCRIPT_LANGS: dict[str, tuple[str, ...]] = {
+    "latin": ("af", "ca", "cs", "cy", "da", "de", "en", "es", "et", "fi", "fr", "hr", "hu", "id",
+              "it", "kmr", "lt", "lv", "nl", "no", "pl", "pt", "ro", "sk", "sl", "so", "sq", "sv",
+              "sw", "tl", "tr", "vi"),
+    "arabic": ("ar", "ckb", "fa", "ur"),
+    "cyrillic": ("bg", "mk", "ru", "uk"),
+    "devanagari": ("hi", "mr", "ne"),
+    "hebrew": ("he",),
+    "greek": ("el",),
+    "bengali": ("bn",),
+    "gurmukhi": ("pa",),
+    "gujarati": ("gu",),
+    "tamil": ("ta",),
+    "telugu": ("te",),
+    "kannada": ("kn",),
+    "malayalam": ("ml",),
+    "thai": ("th",),
+    "hangul": ("ko",),
+    "kana": ("ja",),
+    "han": ("zh", "ja"),
+}
+
+_SCRIPT_RE: dict[str, re.Pattern[str]] = {
+    name: re.compile(f"[{chars}]")
+    for name, chars in {
+        "latin": "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff",
+        "arabic": "\u0620-\u064a\u066e-\u06d5\u06fa-\u06ff\u0750-\u077f\u08a0-\u08ff"
+                  "\ufb50-\ufdff\ufe70-\ufefc",
+        "cyrillic": "\u0400-\u0481\u048a-\u052f",
+        "devanagari": "\u0900-\u0963\u0971-\u097f",
+        "hebrew": "\u05d0-\u05ea\u05f0-\u05f2\ufb1d-\ufb4f",
+        "greek": "\u0370-\u03ff\u1f00-\u1fff",
+        "bengali": "\u0980-\u09e3\u09f0-\u09ff",
+        "gurmukhi": "\u0a00-\u0a65\u0a70-\u0a7f",
+        "gujarati": "\u0a80-\u0ae5\u0af0-\u0aff",
+        "tamil": "\u0b80-\u0be5\u0bf0-\u0bff",
+        "telugu": "\u0c00-\u0c65\u0c70-\u0c7f",
+        "kannada": "\u0c80-\u0ce5\u0cf0-\u0cff",
+        "malayalam": "\u0d00-\u0d65\u0d70-\u0d7f",
+        "thai": "\u0e00-\u0e4f\u0e5a-\u0e7f",
+        "hangul": "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af",
+        "kana": "\u3040-\u30ff",
+        "han": "\u3400-\u4dbf\u4e00-\u9fff",
+    }.items()
+}
+
+SUPPORTED_LANGUAGES: frozenset[str] = frozenset(
+    code for codes in _SCRIPT_LANGS.values() for code in codes)
+# `ku` in an allowed list means "Kurdish, both scripts, reported as ku".
+_KURDISH = ("ckb", "kmr")
+
+# Letters Sorani writes and Arabic, Persian and Urdu do not: ڕ ڵ ۆ ێ ە.
+_SORANI_RE = re.compile("[\u0695\u06b5\u06c6\u06ce\u06d5]")
+
+_ENTITY_RE = re.compile(r"&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
+_TAG_RE = re.compile(r"</?[a-zA-Z!][^<>]{0,300}>")
+_URL_RE = re.compile(r"(?:[a-zA-Z][a-zA-Z0-9+.-]*://|www\.)\S*")
+_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_HANDLE_RE = re.compile(r"@\w+")
+_DIGITS_RE = re.compile(r"[\d_]+")
+
+
+def clean(text: str) -> str:
+    """Keep only what says something about the language: no markup, links, numbers or shouting."""
+    if "&" in text:
+        text = _ENTITY_RE.sub(lambda m: html.unescape(m.group(0)), text)
+    if "<" in text:
+        text = _TAG_RE.sub(" ", text)
+    if "/" in text or "www." in text:
+        text = _URL_RE.sub(" ", text)
+    if "@" in text:
+        text = _HANDLE_RE.sub(" ", _EMAIL_RE.sub(" ", text))
+    text = _DIGITS_RE.sub(" ", text)
+    return " ".join(w.lower() if w.isupper() else w for w in text.split())
+
+
+def script_counts(text: str) -> dict[str, int]:
+    """Letters per writing system (only systems with at least one letter)."""
+    counts: dict[str, int] = {}
+    for name, pattern in _SCRIPT_RE.items():
+        n = len(pattern.findall(text))
+        if n:
+            counts[name] = n
+    return counts
+
+
+@functools.lru_cache(maxsize=None)
+def _langdetect_factory(codes: tuple[str, ...]) -> DetectorFactory:
+    """A seeded langdetect factory holding only `codes` (at least two); one per process."""
+    factory = DetectorFactory()
+    profiles = [(_PROFILE_DIR / _PROFILE_NAME.get(c, c)).read_text(encoding="utf-8")
+                for c in codes]
+    factory.load_json_profile(profiles)
+    factory.set_seed(SEED)
+    return factory
+
+
+@functools.lru_cache(maxsize=None)
+def _py3langid_model() -> Any:
+    """py3langid's full model with normalised probabilities, loaded once per process (about 1 s)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _py3langid_restricted(codes: tuple[str, ...]) -> Any:
+    """A py3langid identifier over `codes` only, sharing the full model's arrays.
+
+    One per language set and never changed afterwards, so threads of one worker can share it
+    (`set_languages` on a shared identifier would race).
+    """
+    from py3langid.langid import LanguageIdentifier
+    full = _py3langid_model()
+    nb_ptc, nb_pc, nb_classes = full._full_model
+    model = LanguageIdentifier(nb_ptc, nb_pc, nb_classes, full.tk_nextmove, full.tk_output,
+                               norm_probs=True, tk_row=full.tk_row)
+    model.set_languages(list(codes))
+    return model
+
+
+def _py3langid_labels() -> frozenset[str]:
+    return frozenset(_py3langid_model().labels)
+
+
+def _py3langid_rank(codes: tuple[str, ...], text: str) -> dict[str, float]:
+    """py3langid probabilities over `codes` only (deterministic: no sampling)."""
+    return dict(_py3langid_restricted(codes).rank(text))
+
+
+def _profile_to_code(name: str) -> str:
+    return "zh" if name.startswith("zh") else name
+
+
+class LanguageDetector:
+    """Deterministic language detection restricted to an allowed list.
+
+    `allowed`: ISO 639-1 codes (plus `ckb`, `kmr`; `ku` means both, reported as `ku`), or None
+    for every supported language. `aliases` renames codes on output (e.g. `{"ckb": "ku"}`).
+    `second_opinion`: ask py3langid about answers weaker than `min_confidence`.
+    `min_confidence`: below this a detection is weak, and only then do the second opinion and
+    the hint have a say.
+    """
+
+    def __init__(self, allowed: Sequence[str] | None = None,
+                 aliases: Mapping[str, str] | None = None, second_opinion: bool = False,
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
+        out_aliases: dict[str, str] = {}
+        if allowed is None:
+            codes = set(SUPPORTED_LANGUAGES)
+        else:
+            codes = set()
+            for code in allowed:
+                if code == "ku":
+                    codes.update(_KURDISH)
+                    out_aliases.update({k: "ku" for k in _KURDISH})
+                else:
+                    codes.add(code)
+            unknown = sorted(codes - SUPPORTED_LANGUAGES)
+            if unknown:
+                raise ValueError(f"unsupported language code(s) {unknown}; "
+                                 f"supported: {sorted(SUPPORTED_LANGUAGES | {'ku'})}")
+        out_aliases.update(aliases or {})
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be within 0..1, not {min_confidence}")
+        self.allowed: frozenset[str] = frozenset(codes)
+        self.aliases: dict[str, str] = out_aliases
+        self.second_opinion = second_opinion
+        self.min_confidence = min_confidence
+        # script -> allowed candidates for it (scripts with none are absent)
+        self._candidates: dict[str, tuple[str, ...]] = {
+            script: tuple(c for c in langs if c in codes)
+            for script, langs in _SCRIPT_LANGS.items() if any(c in codes for c in langs)
+        }
+        # script -> langdetect profile names it needs (two or more), built eagerly so setup() pays
+        self._factories: dict[str, DetectorFactory] = {}
+        for script, cands in self._candidates.items():
+            statistical = tuple(c for c in cands if c not in _KURDISH)
+            if script == "han":
+                continue  # decided by kana/han letters, not by a model
+            if len(statistical) >= 2:
+                self._factories[script] = _langdetect_factory(statistical)
+        self._accepted_hints = {c for c in codes} | {self.aliases.get(c, c) for c in codes}
+        if "kmr" in codes or second_opinion:
+            _py3langid_model()
+
+    def detect(self, text: str, hint: str | None = None) -> tuple[str, float]:
+        """(code, confidence in 0..1) for `text`; ("und", 0.0) when there is nothing to go on."""
+        cleaned = clean(text)
+        counts = script_counts(cleaned)
+        if not counts:
+            return UND, 0.0
+        script = max(counts, key=lambda s: (counts[s], s))
+        share = counts[script] / sum(counts.values())
+        cands = self._candidates.get(script)
+        if not cands:
+            return UND, 0.0
+        probs = self._probabilities(script, cands, cleaned, share)
+        if not probs:
+            return UND, 0.0
+        lang, conf = max(probs.items(), key=lambda kv: (kv[1], kv[0]))
+        if conf < self.min_confidence:
+            lang, conf = self._weak(lang, conf, probs, cands, cleaned, hint)
+        return self.aliases.get(lang, lang), round(conf, 4)
+
+    def _probabilities(self, script: str, cands: tuple[str, ...], text: str,
+                       share: float) -> dict[str, float]:
+        """Candidate -> probability for the routed script (empty when undecidable)."""
+        if script == "han":
+            lang = "ja" if "ja" in cands and _SCRIPT_RE["kana"].search(text) else cands[0]
+            return {lang: share}
+        if script == "arabic" and "ckb" in cands and _SORANI_RE.search(text):
+            return {"ckb": share}
+        if script == "latin" and "kmr" in cands:
+            kmr = self._kurmanji_probability(cands, text)
+            if kmr >= 0.5:
+                return {"kmr": kmr * share}
+        factory = self._factories.get(script)
+        if factory is None:
+            only = [c for c in cands if c not in _KURDISH]
+            return {only[0]: share} if only else {}
+        return self._langdetect(factory, text, share)
+
+    @staticmethod
+    def _langdetect(factory: DetectorFactory, text: str, share: float) -> dict[str, float]:
+        detector = factory.create()
+        detector.append(text)
+        try:
+            ranked = detector.get_probabilities()
+        except LangDetectException:  # no usable n-grams: the text says nothing about language
+            return {}
+        return {_profile_to_code(r.lang): r.prob * share for r in ranked}
+
+    @staticmethod
+    def _kurmanji_probability(cands: tuple[str, ...], text: str) -> float:
+        """py3langid's probability that Latin-script `text` is Kurmanji rather than `cands`."""
+        labels = _py3langid_labels()
+        ranked = _py3langid_rank(tuple(sorted({"ku"} | {c for c in cands if c in labels})), text)
+        return ranked.get("ku", 0.0)
+
+    def _weak(self, lang: str, conf: float, probs: dict[str, float], cands: tuple[str, ...],
+              text: str, hint: str | None) -> tuple[str, float]:
+        """Revise a weak answer: second opinion first, then the hint as a tie-break."""
+        if self.second_opinion:
+            labels = _py3langid_labels()
+            mapped = {("ku" if c == "kmr" else c): c for c in cands
+                      if ("ku" if c == "kmr" else c) in labels}
+            if len(mapped) >= 2:
+                other = _py3langid_rank(tuple(sorted(mapped)), text)
+                merged = {c: (probs.get(c, 0.0) + other.get(k, 0.0)) / 2
+                          for k, c in mapped.items()}
+                for c, p in probs.items():
+                    merged.setdefault(c, p / 2)
+                lang, conf = max(merged.items(), key=lambda kv: (kv[1], kv[0]))
+                probs = merged
+        if conf < self.min_confidence and hint and hint != lang:
+            inner = {c for c in cands if c == hint or self.aliases.get(c) == hint}
+            plausible = [c for c in inner if probs.get(c, 0.0) > 0.0]
+            if plausible:
+                best = max(plausible, key=lambda c: probs[c])
+                return best, probs[best]
+        return lang, conf
+
