@@ -36,6 +36,10 @@ def parse_duration(value: Any) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+class UsageError(Exception):
+    """The config is valid but cannot be used this way (e.g. `run` on a Pub/Sub-only config)."""
+
+
 class ConfigError(Exception):
     """All the problems found in one config file."""
 

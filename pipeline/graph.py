@@ -1,0 +1,76 @@
+"""Builds the pipeline graph from a config: sources -> the five stages -> sinks.
+
+Batch and streaming share `apply_stages`; they differ only in the source, the dedup state
+(a combine in batch, expiring per-id state in streaming) and the counts' trigger.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipeline.config import Config
+from pipeline.io import WriteSink, sinks_for
+from transforms.counts import CountPerWindow
+from transforms.dedup import Deduplicate
+from transforms.language import DetectLanguage
+from transforms.parse import ParseFeedItems
+from transforms.records import Article, DeadLetter
+from transforms.topics import TagTopics
+
+
+@dataclass
+class Outputs:
+    articles: beam.PCollection
+    counts: beam.PCollection
+    topics: beam.PCollection
+    dead_letters: beam.PCollection
+
+
+def _count(namespace: str, name: str) -> Any:
+    counter = Metrics.counter(namespace, name)
+
+    def inc(element: Any) -> Any:
+        counter.inc()
+        return element
+    return inc
+
+
+def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = False,
+                 extra_dead: Sequence[beam.PCollection] = (), trigger: Any = None) -> Outputs:
+    """FeedDocument | RawItem -> articles, keyword counts, topic counts, dead letters."""
+    parsed = items | "ParseFeedItems" >> ParseFeedItems()
+    articles = (parsed.articles
+                | "Deduplicate" >> Deduplicate(ttl_seconds=config.dedup.ttl if streaming else None)
+                | "DetectLanguage" >> DetectLanguage(config.language.allowed, dict(config.language.aliases),
+                                                     config.language.second_opinion)
+                | "TagTopics" >> TagTopics(config.topics, config.keywords, config.variants)
+                | "CountArticles" >> beam.Map(_count("mediamon", "articles")))
+    counted = articles | "CountPerWindow" >> CountPerWindow(
+        config.windows.size, config.windows.period, config.windows.allowed_lateness, trigger=trigger)
+    dead = ((parsed[ParseFeedItems.DEAD], *extra_dead)
+            | "FlattenDeadLetters" >> beam.Flatten()
+            | "CountDeadLetters" >> beam.Map(_count("mediamon", "dead_letters")))
+    return Outputs(articles=articles, counts=counted["counts"], topics=counted["topics"], dead_letters=dead)
+
+
+def write_sinks(outputs: Outputs, config: Config, *, streaming: bool = False,
+                skip: Sequence[str] = ()) -> None:
+    """Every configured sink gets the records it asked for (`what`)."""
+    by_what = {"articles": outputs.articles, "counts": outputs.counts, "topics": outputs.topics,
+               "dead_letters": outputs.dead_letters}
+    for i, sink in enumerate(config.sinks):
+        if sink.what in skip or sink.what not in by_what:
+            continue
+        by_what[sink.what] | f"Sink{i}:{sink.name}" >> WriteSink(sink, streaming=streaming)
+
+
+def counted_dead_letters(p: beam.Pipeline, dead: list[DeadLetter], label: str) -> beam.PCollection:
+    """Dead letters made on the driver (feeds that failed to fetch): each is one item read."""
+    return (p | f"{label}Create" >> beam.Create(dead)
+            | f"{label}ItemsRead" >> beam.Map(_count("mediamon", "items_read")))
+
+
+__all__ = ["Outputs", "apply_stages", "write_sinks", "counted_dead_letters", "Article"]

@@ -1,0 +1,106 @@
+"""Stage 5, CountPerWindow: Articles -> KeywordCount and TopicCount per event-time window.
+
+Input:  Article (deduplicated, language and topics set).
+Output: a dict {"counts": PCollection[KeywordCount], "topics": PCollection[TopicCount]}.
+
+Event time is the article's `published` time.  Windows are fixed (`size`) or sliding
+(`size` every `period`).  Batch uses the default trigger; streaming passes a trigger with
+early firings and accumulating panes, so each pane carries the true count so far and the
+sinks upsert it by natural key (never adding panes together).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import apache_beam as beam
+from apache_beam.transforms import window as beam_window
+from apache_beam.transforms.trigger import AccumulationMode, TriggerFn
+
+from transforms.records import Article, KeywordCount, TopicCount
+from transforms.timeutil import from_epoch, to_epoch
+
+
+def window_fn(size: float, period: float | None) -> beam_window.WindowFn:
+    if period and period != size:
+        return beam_window.SlidingWindows(size=size, period=period)
+    return beam_window.FixedWindows(size=size)
+
+
+def stamp(article: Article) -> beam_window.TimestampedValue:
+    return beam_window.TimestampedValue(article, to_epoch(article.published))
+
+
+def keyword_pairs(article: Article) -> Iterator[tuple[tuple[str, str], tuple[int, int]]]:
+    for keyword, mentions in article.keyword_mentions:
+        yield (keyword, article.language), (1, mentions)
+
+
+def topic_pairs(article: Article) -> Iterator[tuple[tuple[str, str], int]]:
+    for topic in article.topics:
+        yield (topic, article.language), 1
+
+
+class _SumPairs(beam.CombineFn):
+    def create_accumulator(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def add_input(self, acc: tuple[int, int], value: tuple[int, int]) -> tuple[int, int]:
+        return (acc[0] + value[0], acc[1] + value[1])
+
+    def merge_accumulators(self, accs: Any) -> tuple[int, int]:
+        articles = mentions = 0
+        for a, m in accs:
+            articles += a
+            mentions += m
+        return (articles, mentions)
+
+    def extract_output(self, acc: tuple[int, int]) -> tuple[int, int]:
+        return acc
+
+
+def _bounds(win: beam_window.BoundedWindow) -> tuple[str, str]:
+    return from_epoch(float(win.start)), from_epoch(float(win.end))
+
+
+class _ToKeywordCount(beam.DoFn):
+    def process(self, element: tuple[tuple[str, str], tuple[int, int]],
+                win: Any = beam.DoFn.WindowParam) -> Iterator[KeywordCount]:
+        (keyword, language), (articles, mentions) = element
+        start, end = _bounds(win)
+        yield KeywordCount(start, end, keyword, language, articles, mentions)
+
+
+class _ToTopicCount(beam.DoFn):
+    def process(self, element: tuple[tuple[str, str], int],
+                win: Any = beam.DoFn.WindowParam) -> Iterator[TopicCount]:
+        (topic, language), articles = element
+        start, end = _bounds(win)
+        yield TopicCount(start, end, topic, language, articles)
+
+
+class CountPerWindow(beam.PTransform):
+    """Article -> {"counts": KeywordCount, "topics": TopicCount} per window, keyword/topic, language."""
+
+    def __init__(self, size: float, period: float | None = None, allowed_lateness: float = 0.0,
+                 trigger: TriggerFn | None = None) -> None:
+        super().__init__()
+        self.window_fn = window_fn(size, period)
+        self.allowed_lateness = allowed_lateness
+        self.trigger = trigger
+
+    def expand(self, articles: beam.PCollection) -> dict[str, beam.PCollection]:
+        windowing: dict[str, Any] = {"allowed_lateness": self.allowed_lateness}
+        if self.trigger is not None:
+            windowing.update(trigger=self.trigger, accumulation_mode=AccumulationMode.ACCUMULATING)
+        windowed = (articles
+                    | "EventTime" >> beam.Map(stamp)
+                    | "Window" >> beam.WindowInto(self.window_fn, **windowing))
+        counts = (windowed
+                  | "KeywordPairs" >> beam.FlatMap(keyword_pairs)
+                  | "SumKeywords" >> beam.CombinePerKey(_SumPairs())
+                  | "ToKeywordCount" >> beam.ParDo(_ToKeywordCount()))
+        topics = (windowed
+                  | "TopicPairs" >> beam.FlatMap(topic_pairs)
+                  | "SumTopics" >> beam.CombinePerKey(sum)
+                  | "ToTopicCount" >> beam.ParDo(_ToTopicCount()))
+        return {"counts": counts, "topics": topics}

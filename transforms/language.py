@@ -1,0 +1,49 @@
+"""Stage 3, DetectLanguage: Article -> Article with `language` and `language_confidence`.
+
+A thin wrapper: the detector (transforms/langid.py) is built once per worker in setup(),
+never pickled in from the driver.  Detection never raises: text with no letters is `und`.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Mapping, Sequence
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.langid import LanguageDetector
+from transforms.records import Article
+
+
+def detection_text(article: Article) -> str:
+    return f"{article.title}\n{article.summary}" if article.summary else article.title
+
+
+class _DetectFn(beam.DoFn):
+    def __init__(self, allowed: Sequence[str] | None, aliases: Mapping[str, str],
+                 second_opinion: bool) -> None:
+        self.allowed = tuple(allowed) if allowed else None
+        self.aliases = dict(aliases)
+        self.second_opinion = second_opinion
+        self.detector: LanguageDetector | None = None
+
+    def setup(self) -> None:
+        self.detector = LanguageDetector(allowed=self.allowed, aliases=self.aliases,
+                                         second_opinion=self.second_opinion)
+
+    def process(self, article: Article) -> Iterator[Article]:
+        assert self.detector is not None, "setup() builds the detector"
+        code, confidence = self.detector.detect(detection_text(article), hint=article.language_hint)
+        Metrics.counter("by_language", code).inc()
+        yield article.replace(language=code, language_confidence=confidence)
+
+
+class DetectLanguage(beam.PTransform):
+    """Article -> Article with language set (ISO 639-1, or `und`)."""
+
+    def __init__(self, allowed: Sequence[str] | None = None, aliases: Mapping[str, str] | None = None,
+                 second_opinion: bool = False) -> None:
+        super().__init__()
+        self.fn = _DetectFn(allowed, aliases or {}, second_opinion)
+
+    def expand(self, articles: beam.PCollection) -> beam.PCollection:
+        return articles | "Detect" >> beam.ParDo(self.fn)

@@ -1,0 +1,47 @@
+"""Stage 4, TagTopics: Article -> Article with `topics`, `keywords` and match evidence.
+
+A thin wrapper around transforms/tagging.py: the Tagger (compiled queries and the
+multi-pattern prefilter) is built once per worker in setup() from small picklable specs.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.records import Article
+from transforms.tagging import Tagger
+
+
+class _TagFn(beam.DoFn):
+    def __init__(self, topics: Sequence[Any], keywords: Sequence[Any], variants: Any) -> None:
+        self.specs = (tuple(topics), tuple(keywords), variants)
+        self.tagger: Tagger | None = None
+
+    def setup(self) -> None:
+        topics, keywords, variants = self.specs
+        self.tagger = Tagger(topics, keywords, variants)
+
+    def process(self, article: Article) -> Iterator[Article]:
+        assert self.tagger is not None, "setup() builds the tagger"
+        result = self.tagger.tag(article.title, article.summary)
+        for topic in result.topics:
+            Metrics.counter("by_topic", topic).inc()
+        yield article.replace(
+            topics=result.topics,
+            keywords=tuple(k for k, _ in result.keyword_mentions),
+            keyword_mentions=result.keyword_mentions,
+            evidence=result.evidence,
+        )
+
+
+class TagTopics(beam.PTransform):
+    """Article -> Article with topic ids, keyword ids (+ mention counts) and evidence."""
+
+    def __init__(self, topics: Sequence[Any], keywords: Sequence[Any], variants: Any = None) -> None:
+        super().__init__()
+        self.fn = _TagFn(topics, keywords, variants)
+
+    def expand(self, articles: beam.PCollection) -> beam.PCollection:
+        return articles | "Tag" >> beam.ParDo(self.fn)
