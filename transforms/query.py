@@ -1,0 +1,494 @@
+"""The topic query language: parser, compiled form and matcher (no Beam in here).
+
+Grammar (operators are upper-case words; precedence from loose to tight: OR, AND, NOT, NEAR):
+
+    query    := or_expr
+    or_expr  := and_expr ("OR" and_expr)*
+    and_expr := unary (["AND"] unary)*          # juxtaposition is AND; "A NOT B" = A AND NOT B
+    unary    := "NOT" unary | near
+    near     := primary [("NEAR" | "NEAR/n") primary]
+    primary  := "(" or_expr ")" | term | "quoted phrase" | title:term | title:"quoted phrase"
+
+Decisions (see also transforms/textnorm.py for folding and Arabic proclitics):
+
+* Operators are the upper-case words AND, OR, NOT, NEAR, NEAR/n, as in analysts' tools; the
+  same words in lower or mixed case are a syntax error (write them in quotes to search for the
+  word, e.g. the French "or"), because a silent AND on the word "and" is never what was meant.
+* Matching is case-insensitive and folded; a term is one word, a word written with inner
+  punctuation (`ez-Zor`, `l'offensive`) is the phrase of its tokens.
+* `term*` is a prefix wildcard, allowed at the end of any word of a term or phrase, with at
+  least 3 letters before `*` (a leading Arabic article ال does not count).
+* `A NEAR/n B`: a token of A and a token of B at most n tokens apart, either order, in the same
+  field (title or summary), without overlapping: NEAR/1 means adjacent. `NEAR` is NEAR/4;
+  n is 1..1000. The sides of NEAR are terms, phrases, or parenthesised ORs of them.
+* A phrase matches consecutive tokens of one field: never across the title/summary boundary.
+* `title:` restricts a term or phrase to the title. `NOT` looks at title and summary together.
+* A config-level variant set (e.g. Raqqa, Raqqah, Rakka) turns a term or phrase written as
+  one of its members into "any member"; evidence still names the term as written.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Collection, Iterable, Mapping, Sequence, Union
+
+from transforms.textnorm import Token, lookup_keys, tokenize, wildcard_letters
+
+DEFAULT_NEAR = 4
+MAX_NEAR = 1000
+MIN_WILDCARD_LETTERS = 3
+SUMMARY_BASE = 1 << 24   # summary positions start here, so title and summary never touch
+
+
+class QuerySyntaxError(ValueError):
+    """A malformed query: `position` is the 0-based character offset, `expected` says what
+    would have been valid there."""
+
+    def __init__(self, position: int, expected: str, found: str = "") -> None:
+        message = f"at position {position}: expected {expected}"
+        if found:
+            message += f", found {found}"
+        super().__init__(message)
+        self.position = position
+        self.expected = expected
+        self.found = found
+
+
+# --- compiled form ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Atom:
+    """One folded word of a term: exact, or a prefix when written with `*`."""
+
+    key: str
+    prefix: bool = False
+
+
+Seq = tuple[Atom, ...]                 # consecutive words
+
+
+@dataclass(frozen=True, eq=False)
+class Match:
+    """A term or phrase as written (`label`), with its variant alternatives."""
+
+    label: str
+    alternatives: tuple[Seq, ...]
+    title_only: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Near:
+    left: tuple[Match, ...]
+    right: tuple[Match, ...]
+    distance: int
+
+
+@dataclass(frozen=True, eq=False)
+class And:
+    children: tuple["Node", ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Or:
+    children: tuple["Node", ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Not:
+    child: "Node"
+
+
+Node = Union[Match, Near, And, Or, Not]
+VariantTable = Mapping[tuple[str, ...], tuple[Seq, ...]]
+Span = tuple[int, int]                 # first and last token position, inclusive
+
+
+# --- the prepared document ----------------------------------------------------------------
+
+class Document:
+    """Title and summary tokenised once; answers where atoms, terms and phrases occur.
+
+    Memoises per document, keyed by the identity of the compiled nodes, so a Document must
+    only be used with queries that outlive it (always the case inside a Tagger).
+    """
+
+    __slots__ = ("title", "summary", "title_tokens", "summary_tokens", "index",
+                 "_prefix_memo", "_span_memo")
+
+    def __init__(self, title: str, summary: str) -> None:
+        self.title = title
+        self.summary = summary
+        self.title_tokens: list[Token] = tokenize(title)
+        self.summary_tokens: list[Token] = tokenize(summary)
+        index: dict[str, list[int]] = {}
+        for base, tokens in ((0, self.title_tokens), (SUMMARY_BASE, self.summary_tokens)):
+            for offset, token in enumerate(tokens):
+                for key in lookup_keys(token.folded):
+                    index.setdefault(key, []).append(base + offset)
+        self.index = index
+        self._prefix_memo: dict[str, frozenset[int]] = {}
+        self._span_memo: dict[int, tuple[Span, ...]] = {}
+
+    def keys(self) -> Iterable[str]:
+        """Every lookup key of every token (what the prefilter scans)."""
+        return self.index.keys()
+
+    def positions(self, atom: Atom) -> Collection[int]:
+        if not atom.prefix:
+            return self.index.get(atom.key, ())
+        found = self._prefix_memo.get(atom.key)
+        if found is None:
+            found = frozenset(p for key, ps in self.index.items()
+                              if key.startswith(atom.key) for p in ps)
+            self._prefix_memo[atom.key] = found
+        return found
+
+    def spans(self, match: Match) -> tuple[Span, ...]:
+        """Where `match` occurs, sorted; honours `title:`."""
+        memo = self._span_memo.get(id(match))
+        if memo is not None:
+            return memo
+        found: set[Span] = set()
+        for seq in match.alternatives:
+            starts = set(self.positions(seq[0]))
+            for i, atom in enumerate(seq[1:], start=1):
+                if not starts:
+                    break
+                here = self.positions(atom)
+                starts = {p for p in starts if p + i in here}
+            found.update((p, p + len(seq) - 1) for p in starts)
+        if match.title_only:
+            found = {s for s in found if s[0] < SUMMARY_BASE}
+        spans = tuple(sorted(found))
+        self._span_memo[id(match)] = spans
+        return spans
+
+    def surface(self, span: Span) -> str:
+        """The text as written for a span of tokens."""
+        start, end = span
+        if start >= SUMMARY_BASE:
+            text, tokens, start, end = self.summary, self.summary_tokens, \
+                start - SUMMARY_BASE, end - SUMMARY_BASE
+        else:
+            text, tokens = self.title, self.title_tokens
+        return text[tokens[start].start:tokens[end].end]
+
+
+# --- matching -----------------------------------------------------------------------------
+
+def _near(doc: Document, node: Near) -> bool:
+    left = [s for m in node.left for s in doc.spans(m)]
+    if not left:
+        return False
+    right = [s for m in node.right for s in doc.spans(m)]
+    for a_start, a_end in left:
+        for b_start, b_end in right:
+            if (a_start >= SUMMARY_BASE) != (b_start >= SUMMARY_BASE):
+                continue
+            if a_end < b_start:
+                gap = b_start - a_end
+            elif b_end < a_start:
+                gap = a_start - b_end
+            else:
+                continue                       # overlapping: one word cannot be both sides
+            if gap <= node.distance:
+                return True
+    return False
+
+
+def evaluate(node: Node, doc: Document) -> bool:
+    """True when `node` matches the document."""
+    if isinstance(node, Match):
+        return bool(doc.spans(node))
+    if isinstance(node, And):
+        return all(evaluate(c, doc) for c in node.children)
+    if isinstance(node, Or):
+        return any(evaluate(c, doc) for c in node.children)
+    if isinstance(node, Not):
+        return not evaluate(node.child, doc)
+    return _near(doc, node)
+
+
+def positive_matches(node: Node) -> list[Match]:
+    """The terms and phrases not under a NOT, in query order (what evidence reports)."""
+    if isinstance(node, Match):
+        return [node]
+    if isinstance(node, Near):
+        return [*node.left, *node.right]
+    if isinstance(node, (And, Or)):
+        return [m for c in node.children for m in positive_matches(c)]
+    return []
+
+
+def evidence(matches: Sequence[Match], doc: Document) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """((term as written, (surface forms seen, in text order)), ...) for terms that occur."""
+    found: dict[str, dict[str, None]] = {}
+    for match in matches:
+        spans = doc.spans(match)
+        if spans:
+            forms = found.setdefault(match.label, {})
+            for span in spans:
+                forms.setdefault(doc.surface(span), None)
+    return tuple((label, tuple(forms)) for label, forms in found.items())
+
+
+def required_atoms(node: Node) -> frozenset[Atom] | None:
+    """Atoms of which at least one must occur for `node` to match; None when the node can
+    match a document without any (e.g. NOT x). The prefilter's trigger set."""
+    if isinstance(node, Match):
+        return frozenset(max(seq, key=lambda a: (not a.prefix, len(a.key)))
+                         for seq in node.alternatives)
+    if isinstance(node, Near):
+        sides = [required_atoms(Or(node.left)), required_atoms(Or(node.right))]
+        return min((s for s in sides if s is not None), key=len, default=None)
+    if isinstance(node, And):
+        sets = [s for s in (required_atoms(c) for c in node.children) if s is not None]
+        return min(sets, key=len, default=None)
+    if isinstance(node, Or):
+        union: set[Atom] = set()
+        for child in node.children:
+            s = required_atoms(child)
+            if s is None:
+                return None
+            union |= s
+        return frozenset(union)
+    return None
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+_OPERATORS = ("AND", "OR", "NOT")
+_NEAR_RE = re.compile(r"NEAR(?:/(\d+))?")
+_NEARISH_RE = re.compile(r"near(?:/.*)?", re.IGNORECASE)
+_FIELD_RE = re.compile(r"([A-Za-z]+):")
+
+
+@dataclass(frozen=True)
+class _Lex:
+    kind: str            # LP RP TERM PHRASE AND OR NOT NEAR EOF
+    text: str
+    pos: int             # offset of the token in the query
+    text_pos: int = 0    # offset of `text` itself (after title: and the opening quote)
+    title: bool = False
+    distance: int = 0
+
+
+def _describe(tok: _Lex) -> str:
+    return "the end of the query" if tok.kind == "EOF" else repr(tok.text)
+
+
+def _lex(query: str) -> list[_Lex]:
+    out: list[_Lex] = []
+    i, n = 0, len(query)
+
+    def phrase(at: int, start: int, title: bool) -> int:
+        close = query.find('"', at + 1)
+        if close < 0:
+            raise QuerySyntaxError(at, 'a closing " for the phrase opened here')
+        out.append(_Lex("PHRASE", query[at + 1:close], start, at + 1, title))
+        return close + 1
+
+    while i < n:
+        ch = query[i]
+        if ch.isspace():
+            i += 1
+        elif ch in "()":
+            out.append(_Lex("LP" if ch == "(" else "RP", ch, i))
+            i += 1
+        elif ch == '"':
+            i = phrase(i, i, False)
+        else:
+            j = i
+            while j < n and not query[j].isspace() and query[j] not in '()"':
+                j += 1
+            word = query[i:j]
+            field = _FIELD_RE.match(word)
+            if field:
+                if field.group(1).lower() != "title":
+                    raise QuerySyntaxError(i, "a term, or the field title: (the only field)",
+                                           f"field {field.group(0)!r}")
+                rest = word[field.end():]
+                if rest:
+                    out.append(_Lex("TERM", rest, i, i + field.end(), True))
+                elif j < n and query[j] == '"':
+                    j = phrase(j, i, True)
+                else:
+                    raise QuerySyntaxError(j, 'a term or "phrase" right after title:')
+            elif word in _OPERATORS:
+                out.append(_Lex(word, word, i))
+            elif _NEAR_RE.fullmatch(word):
+                digits = _NEAR_RE.fullmatch(word).group(1)  # type: ignore[union-attr]
+                distance = DEFAULT_NEAR if digits is None else int(digits)
+                if not 1 <= distance <= MAX_NEAR:
+                    raise QuerySyntaxError(i, f"NEAR/n with n from 1 to {MAX_NEAR}", word)
+                out.append(_Lex("NEAR", word, i, distance=distance))
+            elif word.upper() in _OPERATORS or _NEARISH_RE.fullmatch(word):
+                raise QuerySyntaxError(
+                    i, "an upper-case operator (AND, OR, NOT, NEAR, NEAR/n) or a quoted word",
+                    f"{word!r}: write it in upper case for the operator, or in quotes "
+                    f"(\"{word}\") to search for the word")
+            else:
+                out.append(_Lex("TERM", word, i, i))
+            i = j
+    out.append(_Lex("EOF", "", n))
+    return out
+
+
+def compile_words(text: str, position: int = 0, *, wildcards: bool = True) -> Seq:
+    """The atoms of a term or phrase as written; `position` is its offset in the query."""
+    tokens = tokenize(text)
+    ends = {t.end for t in tokens}
+    for k, ch in enumerate(text):
+        if ch != "*":
+            continue
+        if not wildcards:
+            raise QuerySyntaxError(position + k, "a word without a wildcard here", "'*'")
+        if k not in ends or (k + 1 < len(text) and text[k + 1] not in " *"
+                             and tokenize(text[k + 1:k + 2])):
+            raise QuerySyntaxError(position + k, "'*' only at the end of a word, as in offens*",
+                                   repr(text))
+    if not tokens:
+        raise QuerySyntaxError(position, "a term with letters or digits",
+                               f"{text!r}, which can never match")
+    atoms = []
+    for token in tokens:
+        prefix = text[token.end:token.end + 1] == "*"
+        if prefix and wildcard_letters(token.folded) < MIN_WILDCARD_LETTERS:
+            raise QuerySyntaxError(position + token.start,
+                                   f"at least {MIN_WILDCARD_LETTERS} letters before '*'",
+                                   repr(text[token.start:token.end + 1]))
+        atoms.append(Atom(token.folded, prefix))
+    return tuple(atoms)
+
+
+def variant_table(sets: Iterable[Sequence[str]]) -> dict[tuple[str, ...], tuple[Seq, ...]]:
+    """Variant sets (lists of spellings) as a lookup from a folded word sequence to all
+    members; raises QuerySyntaxError for a member that cannot be a term."""
+    table: dict[tuple[str, ...], tuple[Seq, ...]] = {}
+    for members in sets:
+        seqs = tuple(dict.fromkeys(compile_words(m, wildcards=False) for m in members))
+        for seq in seqs:
+            table[tuple(a.key for a in seq)] = seqs
+    return table
+
+
+def term_match(text: str, variants: VariantTable, *, title_only: bool = False,
+               position: int = 0) -> Match:
+    """A term or phrase (no operators) with its variant alternatives: also keyword forms."""
+    seq = compile_words(text, position)
+    alternatives: tuple[Seq, ...] = (seq,)
+    if not any(a.prefix for a in seq):
+        alternatives = variants.get(tuple(a.key for a in seq), alternatives)
+    return Match(text, alternatives, title_only)
+
+
+class _Parser:
+    def __init__(self, query: str, variants: VariantTable) -> None:
+        self.tokens = _lex(query)
+        self.i = 0
+        self.variants = variants
+
+    def peek(self) -> _Lex:
+        return self.tokens[self.i]
+
+    def take(self) -> _Lex:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def parse(self) -> Node:
+        if self.peek().kind == "EOF":
+            raise QuerySyntaxError(0, "a query", "an empty query")
+        node = self.or_expr()
+        tok = self.peek()
+        if tok.kind != "EOF":
+            raise QuerySyntaxError(tok.pos, "AND, OR, NOT or the end of the query",
+                                   _describe(tok))
+        return node
+
+    def or_expr(self) -> Node:
+        items = [self.and_expr()]
+        while self.peek().kind == "OR":
+            self.take()
+            items.append(self.and_expr())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def and_expr(self) -> Node:
+        items = [self.unary()]
+        while self.peek().kind in ("AND", "NOT", "TERM", "PHRASE", "LP"):
+            if self.peek().kind == "AND":
+                self.take()
+            items.append(self.unary())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def unary(self) -> Node:
+        if self.peek().kind == "NOT":
+            self.take()
+            return Not(self.unary())
+        return self.near()
+
+    def near(self) -> Node:
+        left_tok = self.peek()
+        left = self.primary()
+        if self.peek().kind != "NEAR":
+            return left
+        op = self.take()
+        right_tok = self.peek()
+        right = self.primary()
+        near = Near(self.side(left, left_tok), self.side(right, right_tok), op.distance)
+        if self.peek().kind == "NEAR":
+            raise QuerySyntaxError(self.peek().pos, "AND, OR or the end of the query "
+                                   "(NEAR joins two terms; it cannot be chained)", "NEAR")
+        return near
+
+    @staticmethod
+    def side(node: Node, tok: _Lex) -> tuple[Match, ...]:
+        if isinstance(node, Match):
+            return (node,)
+        if isinstance(node, Or) and all(isinstance(c, Match) for c in node.children):
+            return tuple(node.children)  # type: ignore[arg-type]
+        raise QuerySyntaxError(tok.pos, "a term, a \"phrase\" or a parenthesised OR of them "
+                               "beside NEAR", "a group with AND, NOT or NEAR")
+
+    def primary(self) -> Node:
+        tok = self.take()
+        if tok.kind == "LP":
+            node = self.or_expr()
+            close = self.take()
+            if close.kind != "RP":
+                raise QuerySyntaxError(close.pos, f"a closing ) for the ( at position {tok.pos}",
+                                       _describe(close))
+            return node
+        if tok.kind in ("TERM", "PHRASE"):
+            return term_match(tok.text, self.variants, title_only=tok.title,
+                              position=tok.text_pos)
+        raise QuerySyntaxError(tok.pos, 'a term, a "phrase", ( or NOT', _describe(tok))
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """A compiled query: `matches(doc)`, `evidence(doc)`, `required` atoms for prefilters."""
+
+    text: str
+    root: Node
+
+    def matches(self, doc: Document) -> bool:
+        return evaluate(self.root, doc)
+
+    def evidence(self, doc: Document) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return evidence(positive_matches(self.root), doc)
+
+    def required(self) -> frozenset[Atom] | None:
+        return required_atoms(self.root)
+
+
+def parse_query(text: str, variants: VariantTable | None = None) -> Query:
+    """Parse and compile `text`; raises QuerySyntaxError with the position and what was
+    expected."""
+    return Query(text, _Parser(text, variants or {}).parse())
+
+
+def matches(query: str | Query, title: str, summary: str = "") -> bool:
+    """Convenience for tests and one-off use: does `query` match this title and summary?"""
+    compiled = parse_query(query) if isinstance(query, str) else query
+    return compiled.matches(Document(title, summary))

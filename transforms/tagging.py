@@ -1,0 +1,161 @@
+"""Tag articles with topics and count keyword mentions, for any number of topics.
+
+`Tagger` compiles every topic query, weighted rule and keyword form once. Per article it
+tokenises title and summary once (`query.Document`), then runs one Aho-Corasick automaton
+(pyahocorasick) over the article's lookup keys to find which topics and keywords could match
+at all: each compiled query names a set of atoms of which at least one must occur
+(`query.required_atoms`). Only those candidates are evaluated, so the cost grows with the text,
+not with the number of topics. Topics that can match without any atom (a bare `NOT x`) are
+evaluated for every article.
+
+A Tagger pickles as its specs and rebuilds itself on unpickling; build it in `DoFn.setup`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import ahocorasick  # type: ignore[import-not-found,unused-ignore]
+
+from transforms.query import Atom, Document, Match, Query, parse_query, positive_matches, \
+    evidence, term_match
+from transforms.topicspec import KeywordSpec, TopicSpec, VariantSpec, variants_table
+
+Evidence = tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
+
+
+@dataclass(frozen=True)
+class TagResult:
+    topics: tuple[str, ...]                            # sorted topic ids
+    keyword_mentions: tuple[tuple[str, int], ...]      # (keyword id, occurrences > 0), sorted
+    evidence: Evidence                                 # as Article.evidence
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.keyword_mentions)
+
+
+@dataclass(frozen=True, eq=False)
+class _Topic:
+    id: str
+    gate: Query | None
+    weights: tuple[tuple[Query, float], ...]
+    threshold: float
+
+    def evaluate(self, doc: Document) -> tuple[Match, ...] | None:
+        """The positive terms to report as evidence when the topic matches, else None."""
+        found: list[Match] = []
+        if self.gate is not None:
+            if not self.gate.matches(doc):
+                return None
+            found.extend(positive_matches(self.gate.root))
+        if self.weights:
+            score = 0.0
+            for rule, weight in self.weights:
+                if rule.matches(doc):
+                    score += weight
+                    if weight > 0:
+                        found.extend(positive_matches(rule.root))
+            if score < self.threshold:
+                return None
+        return tuple(found)
+
+    def required(self) -> frozenset[Atom] | None:
+        if self.gate is not None:
+            gate = self.gate.required()
+            if gate is not None:
+                return gate
+        if not self.weights:
+            return None
+        union: set[Atom] = set()
+        for rule, weight in self.weights:
+            if weight > 0:
+                atoms = rule.required()
+                if atoms is None:
+                    return None
+                union |= atoms
+        return frozenset(union)
+
+
+def _pattern(atom: Atom) -> str:
+    """What the atom looks like in the key line ` key1 key2 ... `."""
+    return f" {atom.key}" if atom.prefix else f" {atom.key} "
+
+
+class Tagger:
+    """Compiled topics and keywords; `tag(title, summary)` gives a TagResult."""
+
+    def __init__(self, topics: Sequence[TopicSpec], keywords: Sequence[KeywordSpec] = (),
+                 variants: Sequence[VariantSpec] = ()) -> None:
+        self._specs = (tuple(topics), tuple(keywords), tuple(variants))
+        table = variants_table(variants)
+        self._topics = tuple(
+            _Topic(t.id,
+                   parse_query(t.query, table) if t.query is not None else None,
+                   tuple((parse_query(w.term, table), w.weight) for w in t.weights),
+                   t.threshold if t.threshold is not None else 0.0)
+            for t in topics)
+        self._keywords = tuple(
+            (k.id, tuple(term_match(form, table) for form in k.forms)) for k in keywords)
+
+        by_pattern: dict[str, tuple[set[int], set[int]]] = {}
+        always: list[int] = []
+        for i, topic in enumerate(self._topics):
+            atoms = topic.required()
+            if atoms is None:
+                always.append(i)
+                continue
+            for atom in atoms:
+                by_pattern.setdefault(_pattern(atom), (set(), set()))[0].add(i)
+        for i, (_, forms) in enumerate(self._keywords):
+            for form in forms:
+                for seq in form.alternatives:
+                    atom = max(seq, key=lambda a: (not a.prefix, len(a.key)))
+                    by_pattern.setdefault(_pattern(atom), (set(), set()))[1].add(i)
+        self._always = tuple(always)
+        self._automaton: Any = None
+        if by_pattern:
+            automaton = ahocorasick.Automaton()
+            for pattern, (topic_ids, keyword_ids) in by_pattern.items():
+                automaton.add_word(pattern, (tuple(sorted(topic_ids)), tuple(sorted(keyword_ids))))
+            automaton.make_automaton()
+            self._automaton = automaton
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self._specs
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.__init__(*state)  # type: ignore[misc]
+
+    def candidates(self, doc: Document) -> tuple[set[int], set[int]]:
+        """Indices of topics and keywords that could match `doc` (the prefilter)."""
+        topics, keywords = set(self._always), set()
+        if self._automaton is not None:
+            line = " " + " ".join(doc.keys()) + " "
+            for _, (topic_ids, keyword_ids) in self._automaton.iter(line):
+                topics.update(topic_ids)
+                keywords.update(keyword_ids)
+        return topics, keywords
+
+    def tag(self, title: str, summary: str) -> TagResult:
+        doc = Document(title, summary)
+        topic_ids, keyword_ids = self.candidates(doc)
+        tagged: list[tuple[str, Any]] = []
+        for i in topic_ids:
+            topic = self._topics[i]
+            found = topic.evaluate(doc)
+            if found is not None:
+                tagged.append((topic.id, evidence(found, doc)))
+        tagged.sort(key=lambda item: item[0])
+        mentions: list[tuple[str, int]] = []
+        for i in keyword_ids:
+            keyword_id, forms = self._keywords[i]
+            starts = {span[0] for form in forms for span in doc.spans(form)}
+            if starts:
+                mentions.append((keyword_id, len(starts)))
+        mentions.sort()
+        return TagResult(
+            topics=tuple(dict.fromkeys(t for t, _ in tagged)),
+            keyword_mentions=tuple(mentions),
+            evidence=tuple((t, ev) for t, ev in tagged),
+        )
