@@ -35,6 +35,13 @@ from langdetect.lang_detect_exception import LangDetectException
 UND = "und"
 SEED = 0
 DEFAULT_MIN_CONFIDENCE = 0.9
+# A statistical answer on fewer letters than this is scaled down: headlines are short.
+FULL_EVIDENCE_LETTERS = 40
+# langdetect averages this many seeded random walks; its default 7 is 2-3x slower for the same
+# accuracy here (see docs/language.md).
+LANGDETECT_TRIALS = 2
+# Weight of langdetect in the blend with the second opinion (py3langid gets the rest).
+LANGDETECT_WEIGHT = 0.2
 
 _PROFILE_DIR = Path(langdetect.__file__).resolve().parent / "profiles"
 
@@ -64,9 +71,7 @@ _SCRIPT_LANGS: dict[str, tuple[str, ...]] = {
     "han": ("zh", "ja"),
 }
 
-_SCRIPT_RE: dict[str, re.Pattern[str]] = {
-    name: re.compile(f"[{chars}]")
-    for name, chars in {
+_SCRIPT_CHARS: dict[str, str] = {
         "latin": "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff",
         "arabic": "\u0620-\u064a\u066e-\u06d5\u06fa-\u06ff\u0750-\u077f\u08a0-\u08ff"
                   "\ufb50-\ufdff\ufe70-\ufefc",
@@ -85,8 +90,13 @@ _SCRIPT_RE: dict[str, re.Pattern[str]] = {
         "hangul": "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af",
         "kana": "\u3040-\u30ff",
         "han": "\u3400-\u4dbf\u4e00-\u9fff",
-    }.items()
 }
+_SCRIPT_RE = {name: re.compile(f"[{chars}]") for name, chars in _SCRIPT_CHARS.items()}
+# Everything but this script's letters and word separators, to drop other scripts from mixed text.
+_FOREIGN_RE = {name: re.compile(f"[^{chars}\\s'\u2019-]+") for name, chars in _SCRIPT_CHARS.items()}
+# Latin letters in non-Latin text are mostly names, brands and site boilerplate, while the
+# reverse is rare: a non-Latin letter counts this many times when choosing the script.
+_NON_LATIN_WEIGHT = 3
 
 SUPPORTED_LANGUAGES: frozenset[str] = frozenset(
     code for codes in _SCRIPT_LANGS.values() for code in codes)
@@ -171,22 +181,31 @@ def _py3langid_rank(codes: tuple[str, ...], text: str) -> dict[str, float]:
     return dict(_py3langid_restricted(codes).rank(text))
 
 
+# Kurmanji is told from every Latin-script language py3langid knows, allowed or not, so that a
+# text in a language outside the allowed list is not called Kurmanji for want of rivals.
+_KURMANJI_RIVALS = ("af", "ca", "cs", "cy", "da", "de", "en", "es", "et", "fi", "fr", "hr", "hu",
+                    "id", "it", "ku", "lt", "lv", "nl", "no", "pl", "pt", "ro", "sk", "sl", "so",
+                    "sq", "sv", "sw", "tl", "tr", "vi")
+
+
 def _profile_to_code(name: str) -> str:
     return "zh" if name.startswith("zh") else name
 
 
 class LanguageDetector:
-    """Deterministic language detection restricted to an allowed list.
+    """Deterministic language detection restricted to an allowed list; build once per worker.
 
     `allowed`: ISO 639-1 codes (plus `ckb`, `kmr`; `ku` means both, reported as `ku`), or None
     for every supported language. `aliases` renames codes on output (e.g. `{"ckb": "ku"}`).
-    `second_opinion`: ask py3langid about answers weaker than `min_confidence`.
+    `second_opinion`: blend py3langid into statistical answers weaker than `min_confidence`.
     `min_confidence`: below this a detection is weak, and only then do the second opinion and
-    the hint have a say.
+    the hint have a say. Confidence is the model's probability times the share of letters in
+    the routed script, times min(1, letters / FULL_EVIDENCE_LETTERS) for statistical answers,
+    so a three-word headline is never "certain".
     """
 
     def __init__(self, allowed: Sequence[str] | None = None,
-                 aliases: Mapping[str, str] | None = None, second_opinion: bool = False,
+                 aliases: Mapping[str, str] | None = None, second_opinion: bool = True,
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
         out_aliases: dict[str, str] = {}
         if allowed is None:
@@ -215,92 +234,105 @@ class LanguageDetector:
             script: tuple(c for c in langs if c in codes)
             for script, langs in _SCRIPT_LANGS.items() if any(c in codes for c in langs)
         }
-        # script -> langdetect profile names it needs (two or more), built eagerly so setup() pays
+        # script -> seeded langdetect factory over its non-Kurdish candidates (when two or more);
+        # built here so that DoFn.setup() pays for loading, shared by every detector in the process
         self._factories: dict[str, DetectorFactory] = {}
         for script, cands in self._candidates.items():
             statistical = tuple(c for c in cands if c not in _KURDISH)
-            if script == "han":
-                continue  # decided by kana/han letters, not by a model
-            if len(statistical) >= 2:
+            if script != "han" and len(statistical) >= 2:
                 self._factories[script] = _langdetect_factory(statistical)
-        self._accepted_hints = {c for c in codes} | {self.aliases.get(c, c) for c in codes}
         if "kmr" in codes or second_opinion:
             _py3langid_model()
 
     def detect(self, text: str, hint: str | None = None) -> tuple[str, float]:
-        """(code, confidence in 0..1) for `text`; ("und", 0.0) when there is nothing to go on."""
+        """(code, confidence in 0..1) for `text`; ("und", 0.0) when there is nothing to go on.
+
+        `hint` (the feed's declared language, after aliasing) only breaks a near-tie in a weak
+        detection; it never overrides a confident one and is ignored when not allowed.
+        """
         cleaned = clean(text)
         counts = script_counts(cleaned)
         if not counts:
             return UND, 0.0
-        script = max(counts, key=lambda s: (counts[s], s))
-        share = counts[script] / sum(counts.values())
+        weighted = {s: n if s == "latin" else n * _NON_LATIN_WEIGHT for s, n in counts.items()}
+        script = max(weighted, key=lambda s: (weighted[s], s))
+        share = weighted[script] / sum(weighted.values())
         cands = self._candidates.get(script)
         if not cands:
             return UND, 0.0
-        probs = self._probabilities(script, cands, cleaned, share)
+        if len(counts) > 1:
+            cleaned = _FOREIGN_RE[script].sub(" ", cleaned)
+        decided = self._by_script(script, cands, cleaned)
+        if decided is not None:
+            return self._out(decided, share) if decided != UND else (UND, 0.0)
+        evidence = share * min(1.0, counts[script] / FULL_EVIDENCE_LETTERS)
+        probs = self._statistical(script, cands, cleaned, evidence)
         if not probs:
             return UND, 0.0
-        lang, conf = max(probs.items(), key=lambda kv: (kv[1], kv[0]))
-        if conf < self.min_confidence:
-            lang, conf = self._weak(lang, conf, probs, cands, cleaned, hint)
+        lang, p = max(probs.items(), key=lambda kv: (kv[1], kv[0]))
+        if p * evidence < self.min_confidence and hint:
+            lang, p = _tie_break(lang, p, probs, hint, self.aliases)
+        return self._out(lang, p * evidence)
+
+    def _out(self, lang: str, conf: float) -> tuple[str, float]:
         return self.aliases.get(lang, lang), round(conf, 4)
 
-    def _probabilities(self, script: str, cands: tuple[str, ...], text: str,
-                       share: float) -> dict[str, float]:
-        """Candidate -> probability for the routed script (empty when undecidable)."""
+    def _by_script(self, script: str, cands: tuple[str, ...], text: str) -> str | None:
+        """The language when the script (or its letters) alone decide it, else None."""
         if script == "han":
-            lang = "ja" if "ja" in cands and _SCRIPT_RE["kana"].search(text) else cands[0]
-            return {lang: share}
+            return "ja" if "ja" in cands and _SCRIPT_RE["kana"].search(text) else cands[0]
         if script == "arabic" and "ckb" in cands and _SORANI_RE.search(text):
-            return {"ckb": share}
+            return "ckb"
+        if script in self._factories or (script == "latin" and "kmr" in cands):
+            return None
+        only = [c for c in cands if c not in _KURDISH]
+        return only[0] if only else UND
+
+    def _statistical(self, script: str, cands: tuple[str, ...], text: str,
+                     evidence: float) -> dict[str, float]:
+        """Candidate -> probability from the models (empty when the text has no usable n-grams)."""
         if script == "latin" and "kmr" in cands:
-            kmr = self._kurmanji_probability(cands, text)
-            if kmr >= 0.5:
-                return {"kmr": kmr * share}
+            kurmanji = _py3langid_rank(_KURMANJI_RIVALS, text).get("ku", 0.0)
+            if kurmanji >= 0.5:
+                return {"kmr": kurmanji}
         factory = self._factories.get(script)
-        if factory is None:
-            only = [c for c in cands if c not in _KURDISH]
-            return {only[0]: share} if only else {}
-        return self._langdetect(factory, text, share)
-
-    @staticmethod
-    def _langdetect(factory: DetectorFactory, text: str, share: float) -> dict[str, float]:
-        detector = factory.create()
-        detector.append(text)
-        try:
-            ranked = detector.get_probabilities()
-        except LangDetectException:  # no usable n-grams: the text says nothing about language
+        if factory is None:  # Kurmanji is the only allowed Latin-script language, and this is not it
             return {}
-        return {_profile_to_code(r.lang): r.prob * share for r in ranked}
+        probs = _langdetect(factory, text)
+        if probs and self.second_opinion and max(probs.values()) * evidence < self.min_confidence:
+            probs = _blend(probs, cands, text)
+        return probs
 
-    @staticmethod
-    def _kurmanji_probability(cands: tuple[str, ...], text: str) -> float:
-        """py3langid's probability that Latin-script `text` is Kurmanji rather than `cands`."""
-        labels = _py3langid_labels()
-        ranked = _py3langid_rank(tuple(sorted({"ku"} | {c for c in cands if c in labels})), text)
-        return ranked.get("ku", 0.0)
 
-    def _weak(self, lang: str, conf: float, probs: dict[str, float], cands: tuple[str, ...],
-              text: str, hint: str | None) -> tuple[str, float]:
-        """Revise a weak answer: second opinion first, then the hint as a tie-break."""
-        if self.second_opinion:
-            labels = _py3langid_labels()
-            mapped = {("ku" if c == "kmr" else c): c for c in cands
-                      if ("ku" if c == "kmr" else c) in labels}
-            if len(mapped) >= 2:
-                other = _py3langid_rank(tuple(sorted(mapped)), text)
-                merged = {c: (probs.get(c, 0.0) + other.get(k, 0.0)) / 2
-                          for k, c in mapped.items()}
-                for c, p in probs.items():
-                    merged.setdefault(c, p / 2)
-                lang, conf = max(merged.items(), key=lambda kv: (kv[1], kv[0]))
-                probs = merged
-        if conf < self.min_confidence and hint and hint != lang:
-            inner = {c for c in cands if c == hint or self.aliases.get(c) == hint}
-            plausible = [c for c in inner if probs.get(c, 0.0) > 0.0]
-            if plausible:
-                best = max(plausible, key=lambda c: probs[c])
-                return best, probs[best]
-        return lang, conf
+def _langdetect(factory: DetectorFactory, text: str) -> dict[str, float]:
+    """langdetect's probabilities (seeded, so deterministic); empty when it finds no features."""
+    detector = factory.create()
+    detector.n_trial = LANGDETECT_TRIALS
+    detector.append(text)
+    try:
+        ranked = detector.get_probabilities()
+    except LangDetectException:  # no usable n-grams: the text says nothing about its language
+        return {}
+    return {_profile_to_code(r.lang): r.prob for r in ranked}
 
+
+def _blend(probs: dict[str, float], cands: tuple[str, ...], text: str) -> dict[str, float]:
+    """Weighted mean of langdetect's and py3langid's probabilities over the same candidates."""
+    labels = _py3langid_labels()
+    known = tuple(sorted(c for c in cands if c in labels))
+    if len(known) < 2:
+        return probs
+    other = _py3langid_rank(known, text)
+    keys = set(probs) | set(other)
+    return {c: LANGDETECT_WEIGHT * probs.get(c, 0.0) + (1 - LANGDETECT_WEIGHT) * other.get(c, 0.0)
+            for c in keys}
+
+
+def _tie_break(lang: str, p: float, probs: dict[str, float], hint: str,
+               aliases: Mapping[str, str]) -> tuple[str, float]:
+    """The hinted language instead of `lang` if it scored at least half as well."""
+    hinted = [c for c in probs if c == hint or aliases.get(c) == hint]
+    if not hinted:
+        return lang, p
+    best = max(hinted, key=lambda c: probs[c])
+    return (best, probs[best]) if probs[best] * 2 >= p else (lang, p)
