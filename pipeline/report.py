@@ -7,7 +7,8 @@ and text drawn inside charts is escaped too (plotly reads a little HTML in label
 may be Arabic or another right-to-left script carries `dir="auto"`.
 
 The page records script errors and CSP violations on `<html data-script-errors="N">` and shows
-them in a banner, so a broken chart is visible to a reader and testable in a headless browser.
+them in a banner, and once loaded sets `data-charts` / `data-charts-drawn` (charts with a drawn
+plotly `.main-svg`), so a broken chart is visible to a reader and testable in a headless browser.
 """
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ window.__reportErrors = [];
 
 DONE_HOOK = """
 window.addEventListener('load', function () {
-  var n = document.querySelectorAll('.js-plotly-plot .main-svg').length;
-  document.documentElement.setAttribute('data-charts-drawn', String(n));
+  var charts = document.querySelectorAll('.plotly-graph-div');
+  var drawn = Array.prototype.filter.call(charts, function (c) { return c.querySelector('.main-svg'); });
+  document.documentElement.setAttribute('data-charts', String(charts.length));
+  document.documentElement.setAttribute('data-charts-drawn', String(drawn.length));
   if (window.__reportErrors.length) {
     var box = document.getElementById('report-errors');
     box.hidden = false;
