@@ -50,10 +50,17 @@ def fetch_documents(config: Config, store: Any = None,
     dead: list[DeadLetter] = []
     outcomes: dict[str, int] = {}
 
+    tty = sys.stderr.isatty()
+    step = 1 if tty else 25
+
     def report(done: int, total: int, outcome: Any) -> None:
-        if progress and total > 1:
-            print(f"\rfetching feeds: {done}/{total} ({outcome.feed.name}: {outcome.status})".ljust(78)[:78],
-                  end="" if done < total else "\n", file=sys.stderr, flush=True)
+        if not progress or total < 2 or (done % step and done != total):
+            return
+        line = f"fetching feeds: {done}/{total} ({outcome.feed.name}: {outcome.status})"
+        if tty:
+            print("\r" + line.ljust(78)[:78], end="" if done < total else "\n", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     for outcome in fetch_feeds(feeds, store=store, settings=settings, progress=report):
         outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1

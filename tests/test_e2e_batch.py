@@ -1,0 +1,128 @@
+"""`mediamon run` end to end: the demo config, the seed article, the summary balance."""
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("demo")
+    summary = out / "summary.json"
+    sets = []
+    for i, what in enumerate(["articles", "counts", "topics", "dead_letters"]):
+        sets += ["--set", f"sinks.{i}.path={out / (what + '.jsonl')}"]
+    sets += ["--set", f"sinks.4.path={out / 'counts.csv'}"]
+    for i in range(5, 9):
+        sets += ["--set", f"sinks.{i}.path={out / 'mediamon.db'}"]
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(ROOT / "configs" / "demo.yaml"),
+                           "--quiet", "--summary", str(summary), *sets],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "articles" in proc.stdout and "dead letters" in proc.stdout
+    return out, json.loads(summary.read_text())
+
+
+def test_demo_summary_balances_and_counts_every_kind(demo_run: tuple[Path, dict]) -> None:
+    out, s = demo_run
+    assert s["items_read"] == s["articles"] + s["duplicates"] + s["dead_letters"] + s["late"]
+    # 6 + 5 + 3 + 4 Arabic/English/English/French entries, 1 broken feed, 6 JSONL lines
+    assert s["items_read"] == 6 + 5 + 3 + 4 + 1 + 6
+    assert s["dead_letters"] == 3           # the broken feed + two bad JSONL lines
+    assert s["duplicates"] == 4             # ar repeat, 2 syndicated wire stories, tr repeat
+    assert s["articles"] == len(read_jsonl(out / "articles.jsonl"))
+    assert set(s["by_language"]) >= {"ar", "en", "fr", "ku", "tr"}
+    assert s["by_topic"]["raqqa-offensive"] >= 8
+
+
+def test_demo_articles_records(demo_run: tuple[Path, dict]) -> None:
+    out, _ = demo_run
+    articles = {a["title"]: a for a in read_jsonl(out / "articles.jsonl")}
+    assert set(next(iter(articles.values()))) >= {"id", "url", "title", "summary", "source", "published",
+                                                  "fetched", "language", "language_confidence", "topics",
+                                                  "keywords"}
+    ar = articles["قوات سوريا الديمقراطية تبدأ الهجوم الأخير على مدينة الرقة"]
+    assert ar["language"] == "ar" and "raqqa-offensive" in ar["topics"] and "raqqa" in ar["keywords"]
+    assert ar["url"] == "https://demo.mediamon.invalid/ar/2017/10/15/raqqa-final-assault"
+    assert ar["published"] == "2017-10-15T09:30:00Z"
+    assert "<" not in ar["summary"]  # HTML stripped
+    fr = articles["Syrie : les FDS lancent l'offensive finale sur Rakka"]
+    assert fr["language"] == "fr" and fr["published"] == "2017-10-15T09:00:00Z"  # +02:00 -> UTC
+    wire = articles["US-backed forces launch final assault on Raqqa"]
+    assert wire["source"] == "demo-wire"  # the syndicated copy (fetched later or equal) is the duplicate
+    assert "Central bank holds rates steady as inflation eases" in articles
+    assert articles["Central bank holds rates steady as inflation eases"]["topics"] == []
+
+
+def test_demo_counts_and_sqlite_agree(demo_run: tuple[Path, dict]) -> None:
+    out, _ = demo_run
+    counts = read_jsonl(out / "counts.jsonl")
+    day15_ar = [c for c in counts if c["keyword"] == "raqqa" and c["language"] == "ar"
+                and c["window_start"] == "2017-10-15T00:00:00Z"]
+    assert day15_ar and day15_ar[0]["articles"] == 2 and day15_ar[0]["window_end"] == "2017-10-16T00:00:00Z"
+    db = sqlite3.connect(out / "mediamon.db")
+    assert db.execute("select count(*) from counts").fetchone()[0] == len(counts)
+    assert db.execute("select count(*) from articles").fetchone()[0] == len(read_jsonl(out / "articles.jsonl"))
+    dead = read_jsonl(out / "dead_letters.jsonl")
+    assert {d["source"] for d in dead} == {"demo-broken", "items.jsonl"}
+    assert all(set(d) == {"stage", "error", "source", "raw", "at"} for d in dead)
+    csv_lines = (out / "counts.csv").read_text(encoding="utf-8").splitlines()
+    assert csv_lines[0] == "window_start,window_end,keyword,language,articles,mentions"
+    assert len(csv_lines) == len(counts) + 1
+
+
+def test_rerun_into_sqlite_changes_nothing(demo_run: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = demo_run
+    db = out / "mediamon.db"
+    before = sqlite3.connect(db).execute("select * from counts order by 1,2,3,4").fetchall()
+    sets = []
+    for i in range(0, 5):
+        sets += ["--set", f"sinks.{i}.path={tmp_path / f'{i}.out'}"]
+    for i in range(5, 9):
+        sets += ["--set", f"sinks.{i}.path={db}"]
+    assert main(["run", str(ROOT / "configs" / "demo.yaml"), "--quiet", *sets]) == 0
+    after = sqlite3.connect(db).execute("select * from counts order by 1,2,3,4").fetchall()
+    assert before == after
+
+
+def test_seed_article_is_arabic_tagged_with_nine_mentions(tmp_path: Path) -> None:
+    seed = CORPUS / "seed" / "zamanalwsl-raqqa-2017.txt"
+    if not seed.exists():
+        pytest.skip(f"corpus not present at {seed}")
+    text = seed.read_text(encoding="utf-8")
+    title, _, body = text.partition("\n")
+    (tmp_path / "items.jsonl").write_text(json.dumps(
+        {"id": "seed", "title": title, "summary": body, "source": "zamanalwsl",
+         "published": "2017-10-15T09:30:00Z"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "c.yaml").write_text("""
+sources: {jsonl: items.jsonl}
+topics:
+  - id: raqqa-offensive
+    name: Raqqa offensive
+    query: '(الرقة OR Raqqa OR Rakka) AND (هجوم OR معارك OR معركة OR offensive OR battle OR assault)'
+keywords:
+  - id: raqqa
+    forms: [الرقة, Raqqa, Rakka, Raqa]
+windows: {size: 1h}
+sinks:
+  - {type: jsonl, path: articles.jsonl, what: articles}
+  - {type: jsonl, path: counts.jsonl, what: counts}
+""", encoding="utf-8")
+    assert main(["run", str(tmp_path / "c.yaml"), "--quiet"]) == 0
+    [article] = read_jsonl(tmp_path / "articles.jsonl")
+    assert article["language"] == "ar" and article["topics"] == ["raqqa-offensive"]
+    [count] = read_jsonl(tmp_path / "counts.jsonl")
+    assert (count["keyword"], count["language"], count["articles"], count["mentions"]) == ("raqqa", "ar", 1, 9)
+    assert (count["window_start"], count["window_end"]) == ("2017-10-15T09:00:00Z", "2017-10-15T10:00:00Z")
