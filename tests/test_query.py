@@ -145,6 +145,14 @@ def test_variants_expand_terms_and_phrases() -> None:
     assert not parse_query("raqq*", table).matches(Document("", "الرقة"))
 
 
+def test_one_word_variants_expand_inside_phrases() -> None:
+    table = variant_table([["الديمقراطية", "الديموقراطية"], ["Raqqa", "Ar-Raqqah"]])
+    query = parse_query('"قوات سوريا الديمقراطية" OR "battle of Raqqa"', table)
+    assert query.matches(Document("", "قوات سوريا الديموقراطية"))
+    assert query.matches(Document("", "the battle of Ar-Raqqah"))
+    assert not query.matches(Document("", "قوات سوريا"))
+
+
 def test_evidence_names_term_and_surface_forms() -> None:
     query = parse_query("الرقة AND (battle OR معركة) AND NOT football")
     doc = Document("Battle", "وبالرقة والرقة battle")

@@ -24,10 +24,14 @@ Decisions (see also transforms/textnorm.py for folding and Arabic proclitics):
 * A phrase matches consecutive tokens of one field: never across the title/summary boundary.
 * `title:` restricts a term or phrase to the title. `NOT` looks at title and summary together.
 * A config-level variant set (e.g. Raqqa, Raqqah, Rakka) turns a term or phrase written as
-  one of its members into "any member"; evidence still names the term as written.
+  one of its members into "any member"; inside a longer phrase, each word that is a one-word
+  member stands for its set (`"قوات سوريا الديمقراطية"` also matches الديموقراطية), while a
+  multi-word member (Deir ez-Zor) is only expanded when it is the whole term or phrase.
+  Wildcard words are never expanded. Evidence names the term as written.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Collection, Iterable, Mapping, Sequence, Union
@@ -376,9 +380,13 @@ def term_match(text: str, variants: VariantTable, *, title_only: bool = False,
                position: int = 0) -> Match:
     """A term or phrase (no operators) with its variant alternatives: also keyword forms."""
     seq = compile_words(text, position)
-    alternatives: tuple[Seq, ...] = (seq,)
-    if not any(a.prefix for a in seq):
-        alternatives = variants.get(tuple(a.key for a in seq), alternatives)
+    whole = variants.get(tuple(a.key for a in seq)) if not any(a.prefix for a in seq) else None
+    if whole is not None:
+        return Match(text, whole, title_only)
+    # otherwise each word of a phrase that is a one-word variant stands for its whole set
+    options = [((a,),) if a.prefix else variants.get((a.key,), ((a,),)) for a in seq]
+    alternatives = tuple(dict.fromkeys(
+        tuple(atom for part in combo for atom in part) for combo in itertools.product(*options)))
     return Match(text, alternatives, title_only)
 
 

@@ -86,8 +86,8 @@ class Tagger:
     """Compiled topics and keywords; `tag(title, summary)` gives a TagResult."""
 
     def __init__(self, topics: Sequence[TopicSpec], keywords: Sequence[KeywordSpec] = (),
-                 variants: Sequence[VariantSpec] = ()) -> None:
-        self._specs = (tuple(topics), tuple(keywords), tuple(variants))
+                 variants: Sequence[VariantSpec] | None = ()) -> None:
+        self._specs = (tuple(topics), tuple(keywords), tuple(variants or ()))
         table = variants_table(variants)
         self._topics = tuple(
             _Topic(t.id,

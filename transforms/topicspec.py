@@ -85,9 +85,9 @@ class KeywordSpec:
     forms: tuple[str, ...]
 
 
-def variants_table(variants: Sequence[VariantSpec]) -> VariantTable:
-    """The lookup the query compiler uses (variants are already validated)."""
-    return variant_table(v.forms for v in variants)
+def variants_table(variants: Sequence[VariantSpec] | None) -> VariantTable:
+    """The lookup the query compiler uses (variants are already validated; None = none)."""
+    return variant_table(v.forms for v in variants or ())
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def _parse_topic(i: int, raw: Any, table: VariantTable, seen: dict[str, str],
     return TopicSpec(topic_id, name, query, tuple(weights), threshold, examples)
 
 
-def parse_topics(raw: Any, variants: Sequence[VariantSpec] = ()) -> tuple[TopicSpec, ...]:
+def parse_topics(raw: Any, variants: Sequence[VariantSpec] | None = ()) -> tuple[TopicSpec, ...]:
     """`topics:` into TopicSpecs; every query is compiled once here to report its errors."""
     errors = _Errors()
     table = variants_table(variants)
