@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.backtest import backtest, topic_series
 from pipeline.outputs import Outputs, load_outputs
 from pipeline.report import write_report
 from transforms.alerts import AlertRule
@@ -144,6 +145,26 @@ def test_report_content(outputs: Outputs, tmp_path: Path) -> None:
     assert "2017-10-15T13:00:00Z" in alerts and "4.5" in alerts and "3 articles" in alerts
     assert "<code>missing-id</code>" in alerts
     assert "ratio (ratio; all topics): count &gt;= 2 x mean of the 4 previous windows" in page
+
+
+def test_backtest_replays_stored_counts_with_history_before_since(outputs: Outputs) -> None:
+    series = topic_series(outputs)["raqqa-offensive"]
+    assert [(w.window_start[11:16], w.n_articles) for w in series] == \
+        [("08:00", 3), ("09:00", 3), ("10:00", 3), ("11:00", 3), ("12:00", 1), ("13:00", 9)]
+    assert series[0].article_ids == ("a0", "a1", "a2")
+    rules = RULES + (AlertRule(name="dev", type="deviation", baseline=4 * 3600.0, k=2.0, min_count=3),)
+    text = backtest(outputs, rules, "2017-10-15T12:00:00Z", None, window_size=3600.0)
+    lines = text.splitlines()
+    assert "1 topic" in lines[0] and "window step 1h" in lines[0]
+    assert "Rule ratio (ratio; all topics): count >= 2 x mean of the 4 previous windows, " \
+           "at least 3 articles, cool-down 3h" in lines
+    assert "  2017-10-15T13:00:00Z  raqqa-offensive  count 9  baseline 2.5  score 3.6  articles []" in lines
+    assert "  2017-10-15T13:00:00Z  raqqa-offensive  count 9  baseline 2.5  score 4.111  articles []" in lines
+    assert text.count("1 alert would have been raised:") == 2
+    # A period that ends before the spike: nothing.
+    assert text.count("0 alerts") == 0
+    quiet = backtest(outputs, rules, None, "2017-10-15T13:00:00Z", window_size=3600.0)
+    assert quiet.count("  0 alerts") == 2
 
 
 def test_report_of_nothing(tmp_path: Path) -> None:
