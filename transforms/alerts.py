@@ -343,7 +343,8 @@ def _in_cooldown(rule: AlertRule, last_alert_start: int | None, start: int) -> b
 def evaluate(rules: Sequence[AlertRule], topic: str, series: Iterable[WindowCount | tuple[str, str, int, Iterable[str]]],
              window_size: float, *, origin: str | None = None, clock: Callable[[], str] | None = None
              ) -> list[Alert]:
-    """Every alert the rules raise over one topic's series (any order; missing windows are 0)."""
+    """Every alert the rules raise over one topic's series (any order; missing windows are 0;
+    entries for the same window, e.g. one per language, are summed)."""
     return evaluate_new(rules, topic, series, None, window_size, origin=origin, clock=clock)
 
 
