@@ -27,6 +27,8 @@ from transforms.alerts import AlertRule
 LATEST_PER_TOPIC = 10
 TOP_SOURCES = 20
 MAX_ALERT_ARTICLES = 20
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:")
@@ -133,13 +135,16 @@ def _topic_charts(outputs: Outputs, names: Mapping[str, str], charts: list[str])
     alerts_by_topic: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for alert in outputs.alerts:
         alerts_by_topic[str(alert["topic"])].append(alert)
+    all_langs = sorted({lang for langs in by_topic.values() for lang in langs})
+    colour = {lang: PALETTE[i % len(PALETTE)] for i, lang in enumerate(all_langs)}  # same in every chart
     parts = []
     for topic in sorted(by_topic):
         fig = go.Figure()
         langs = by_topic[topic]
         for lang in sorted(langs, key=lambda lg: -sum(langs[lg].values())):
             points = sorted(langs[lang].items())
-            fig.add_bar(x=[_x(s) for s, _ in points], y=[n for _, n in points], name=_label(lang))
+            fig.add_bar(x=[_x(s) for s, _ in points], y=[n for _, n in points], name=_label(lang),
+                        marker={"color": colour[lang]})
         alerts = alerts_by_topic.get(topic, [])
         if alerts:
             fig.add_scatter(x=[_x(a["window_start"]) for a in alerts], y=[a["count"] for a in alerts],
