@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 from typing import Collection, Iterable, Mapping, Sequence, Union
 
 from transforms.textnorm import Token, lookup_keys, tokenize, wildcard_letters
@@ -78,6 +79,14 @@ class Match:
     label: str
     alternatives: tuple[Seq, ...]
     title_only: bool = False
+    # the exact one-word keys when every alternative is one, for a fast presence test
+    simple: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        simple = not self.title_only and all(len(s) == 1 and not s[0].prefix
+                                             for s in self.alternatives)
+        object.__setattr__(self, "simple",
+                           tuple(s[0].key for s in self.alternatives) if simple else ())
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,7 +126,7 @@ class Document:
     """
 
     __slots__ = ("title", "summary", "title_tokens", "summary_tokens", "index",
-                 "_prefix_memo", "_span_memo")
+                 "_prefix_memo", "_span_memo", "_sorted_keys")
 
     def __init__(self, title: str, summary: str) -> None:
         self.title = title
@@ -132,6 +141,7 @@ class Document:
         self.index = index
         self._prefix_memo: dict[str, frozenset[int]] = {}
         self._span_memo: dict[int, tuple[Span, ...]] = {}
+        self._sorted_keys: list[str] | None = None
 
     def keys(self) -> Iterable[str]:
         """Every lookup key of every token (what the prefilter scans)."""
@@ -142,10 +152,24 @@ class Document:
             return self.index.get(atom.key, ())
         found = self._prefix_memo.get(atom.key)
         if found is None:
-            found = frozenset(p for key, ps in self.index.items()
-                              if key.startswith(atom.key) for p in ps)
+            if self._sorted_keys is None:
+                self._sorted_keys = sorted(self.index)
+            keys, prefix = self._sorted_keys, atom.key
+            positions: set[int] = set()
+            for i in range(bisect.bisect_left(keys, prefix), len(keys)):
+                if not keys[i].startswith(prefix):
+                    break
+                positions.update(self.index[keys[i]])
+            found = frozenset(positions)
             self._prefix_memo[atom.key] = found
         return found
+
+    def occurs(self, match: Match) -> bool:
+        """Does `match` occur at all (cheaper than `spans` for one-word terms)?"""
+        if match.simple:
+            index = self.index
+            return any(key in index for key in match.simple)
+        return bool(self.spans(match))
 
     def spans(self, match: Match) -> tuple[Span, ...]:
         """Where `match` occurs, sorted; honours `title:`."""
@@ -203,7 +227,7 @@ def _near(doc: Document, node: Near) -> bool:
 def evaluate(node: Node, doc: Document) -> bool:
     """True when `node` matches the document."""
     if isinstance(node, Match):
-        return bool(doc.spans(node))
+        return doc.occurs(node)
     if isinstance(node, And):
         return all(evaluate(c, doc) for c in node.children)
     if isinstance(node, Or):
