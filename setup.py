@@ -15,11 +15,12 @@ setup(
         "langdetect>=1.0.9,<1.1",
         "google-cloud-pubsub>=2.20,<3",
         "pyyaml>=6.0,<7",
-        "py3langid>=0.3,<0.5",
+        "py3langid>=0.4,<0.5",
         "pyahocorasick>=2.1,<3",
         "w3lib>=2.1,<3",
         "defusedxml>=0.7,<0.8",
         "requests>=2.31,<3",
+        "plotly>=7.1,<8",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "mypy>=1.10"],

@@ -96,7 +96,15 @@ def _cmd_run(config: Config, args: argparse.Namespace, beam_args: list[str]) -> 
         from pipeline.store import rebuild
         summary = rebuild(config, beam_args, since=args.since, until=args.until)
     else:
-        summary = run_batch(config, beam_args, progress=not args.quiet)
+        if config.state.path is not None:
+            from pipeline.store import OverlapError, run_with_state
+            try:
+                summary = run_with_state(config, beam_args, progress=not args.quiet)
+            except OverlapError as exc:
+                print(f"mediamon run: {exc}", file=sys.stderr)
+                return EXIT_OK
+        else:
+            summary = run_batch(config, beam_args, progress=not args.quiet)
     print(summary.text("run"))
     if args.summary:
         write_summary(summary, args.summary)

@@ -82,7 +82,7 @@ class Sources:
 class LanguageConfig:
     allowed: tuple[str, ...] | None = None
     aliases: tuple[tuple[str, str], ...] = ()
-    second_opinion: bool = False
+    second_opinion: bool = True   # py3langid for weak answers: +1.5 points on headlines
 
 
 @dataclass(frozen=True)
@@ -393,10 +393,16 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not isinstance(aliases_raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases_raw.items()):
         chk.err("language.aliases", "expected a mapping of language code to language code, e.g. {ckb: ku}")
         aliases_raw = {}
-    second = lang.get("second_opinion", False)
+    if allowed:
+        from transforms.langid import SUPPORTED_LANGUAGES
+        for i, code in enumerate(allowed):
+            if code not in SUPPORTED_LANGUAGES and code != "ku":
+                chk.err(f"language.allowed[{i}]", f"unsupported language code {code!r} "
+                        f"(supported: {', '.join(sorted(SUPPORTED_LANGUAGES | {'ku'}))})")
+    second = lang.get("second_opinion", True)
     if not isinstance(second, bool):
         chk.err("language.second_opinion", "expected true or false")
-        second = False
+        second = True
     language = LanguageConfig(allowed=allowed, aliases=tuple(sorted(aliases_raw.items())), second_opinion=second)
 
     # topics, keywords, variants

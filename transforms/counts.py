@@ -26,6 +26,17 @@ def window_fn(size: float, period: float | None) -> beam_window.WindowFn:
     return beam_window.FixedWindows(size=size)
 
 
+def windows_of(timestamp: float, size: float, period: float | None) -> list[tuple[float, float]]:
+    """The [start, end) windows a timestamp falls in: what FixedWindows/SlidingWindows assign."""
+    step = period if period and period != size else size
+    start = timestamp - (timestamp % step)
+    out = []
+    while start > timestamp - size:
+        out.append((start, start + size))
+        start -= step
+    return sorted(out)
+
+
 def stamp(article: Article) -> beam_window.TimestampedValue:
     return beam_window.TimestampedValue(article, to_epoch(article.published))
 

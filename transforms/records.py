@@ -83,6 +83,20 @@ class Article:
         return record
 
 
+def article_to_state(article: Article) -> dict[str, Any]:
+    """Every field, internal ones included, as JSON-able data (for the run store)."""
+    return dataclasses.asdict(article)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def article_from_state(data: dict[str, Any]) -> Article:
+    fields = {f.name for f in dataclasses.fields(Article)}
+    return Article(**{k: _tuples(v) for k, v in data.items() if k in fields})
+
+
 @dataclass(frozen=True)
 class KeywordCount:
     window_start: str

@@ -1,0 +1,408 @@
+"""Scheduled batch runs that count every article exactly once, across runs and crashes.
+
+With `state.path` set, `mediamon run` works in three steps:
+
+1. **Process** (Beam, the same stages as always): fetch, parse, dedup, detect, tag.  The
+   tagged articles go to a staging file, dead letters to their sinks.  Feed HTTP state
+   (ETags...) is held back in memory.
+2. **Commit** (one SQLite transaction): the staged articles are inserted if their id is
+   new; the windows those new articles fall in are marked dirty.  Only then is the feed
+   HTTP state saved, so a killed run can never leave an ETag that hides unseen items.
+3. **Recount and export** (Beam): every article stored in a dirty window is counted again
+   with the same CountPerWindow stage, and the counts (true totals) are upserted into the
+   store's own `counts`/`topics` tables and written to the configured sinks, with the new
+   articles.  Then the dirty marks are cleared and the articles marked exported.
+
+A run killed anywhere leaves the store consistent: before the commit nothing changed;
+after it, the dirty marks make the next run recount and re-export.  A window's count is
+always recomputed from the stored articles, never incremented, so it cannot double.
+Runs are serialised by an exclusive lock on `<state.path>.lock` (`state.on_overlap`:
+`wait` up to `state.wait_timeout`, or `exit` at once).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import apache_beam as beam
+
+from pipeline.config import Config, SinkConfig, UsageError
+from pipeline.graph import Outputs, apply_stages, counted_dead_letters, write_sinks
+from pipeline.io import ReadJsonlItems, WriteSink, fetch_documents, sqlite_upsert
+from pipeline.run import Summary, default_runner, pipeline_options, read_metrics, sink_paths
+from transforms.counts import CountPerWindow, windows_of
+from transforms.records import Article, article_from_state, article_to_state
+from transforms.timeutil import from_epoch, now_iso, parse_time, to_epoch
+from transforms.topics import TagTopics
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stored_articles (
+  id TEXT PRIMARY KEY, published REAL NOT NULL, state TEXT NOT NULL,
+  exported INTEGER NOT NULL DEFAULT 0, stored_at TEXT NOT NULL, run TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS stored_articles_published ON stored_articles (published);
+CREATE TABLE IF NOT EXISTS dirty_windows (
+  window_start REAL NOT NULL, window_end REAL NOT NULL, PRIMARY KEY (window_start, window_end));
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, started TEXT NOT NULL, committed TEXT, finished TEXT,
+  items_read INTEGER, new_articles INTEGER);
+"""
+
+
+def crash_point(name: str) -> None:
+    """Test hook: MEDIAMON_CRASH_AT=<name> makes the run SIGKILL itself here."""
+    if os.environ.get("MEDIAMON_CRASH_AT") == name:
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class HeldFeedState:
+    """Wraps a FeedStateStore: reads pass through, writes wait for `flush()` after the commit."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.pending: dict[str, Any] = {}
+
+    def get(self, url: str) -> Any:
+        return self.pending.get(url) or self.store.get(url)
+
+    def get_or_new(self, url: str) -> Any:
+        held = self.pending.get(url)
+        return held if held is not None else self.store.get_or_new(url)
+
+    def put(self, state: Any) -> None:
+        self.pending[state.url] = state
+
+    def flush(self) -> None:
+        for state in self.pending.values():
+            self.store.put(state)
+        self.pending.clear()
+
+
+@contextmanager
+def run_lock(config: Config) -> Iterator[None]:
+    """One run at a time per store; `wait` or `exit` when another run holds it."""
+    assert config.state.path is not None
+    path = Path(f"{config.state.path}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        deadline = time.monotonic() + config.state.wait_timeout
+        announced = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if config.state.on_overlap == "exit" or time.monotonic() >= deadline:
+                    raise OverlapError(f"another mediamon run holds {path} "
+                                       f"(state.on_overlap: {config.state.on_overlap}); not running")
+                if not announced:
+                    print(f"waiting for another mediamon run to release {path} ...", file=sys.stderr)
+                    announced = True
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class OverlapError(Exception):
+    """Another run holds the store."""
+
+
+class ArticleStore:
+    """The run store: every article ever counted, dirty windows, run log (SQLite)."""
+
+    def __init__(self, path: Path, size: float, period: float | None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.size, self.period = size, period
+        self.db = sqlite3.connect(str(path), timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        with self.db:
+            self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def begin_run(self) -> str:
+        run = uuid.uuid4().hex[:12]
+        with self.db:
+            self.db.execute("INSERT INTO runs (id, started) VALUES (?, ?)", (run, now_iso()))
+        return run
+
+    def commit(self, run: str, articles: Iterable[Article], items_read: int) -> list[Article]:
+        """Insert the articles whose id is new; mark their windows dirty. One transaction."""
+        new: list[Article] = []
+        stamp = now_iso()
+        with self.db:
+            for article in articles:
+                published = to_epoch(article.published)
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO stored_articles (id, published, state, stored_at, run) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (article.id, published, json.dumps(article_to_state(article), ensure_ascii=False),
+                     stamp, run))
+                if cursor.rowcount:
+                    new.append(article)
+                    self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)",
+                                        windows_of(published, self.size, self.period))
+            self.db.execute("UPDATE runs SET committed = ?, items_read = ?, new_articles = ? WHERE id = ?",
+                            (stamp, items_read, len(new), run))
+        return new
+
+    def mark_period_dirty(self, since: float | None, until: float | None) -> int:
+        """For --rebuild: every window holding a stored article in [since, until)."""
+        rows = self.db.execute(
+            "SELECT published FROM stored_articles WHERE published >= ? AND published < ?",
+            (since if since is not None else float("-inf"), until if until is not None else float("inf")))
+        windows = {w for (published,) in rows for w in windows_of(published, self.size, self.period)}
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)", sorted(windows))
+        return len(windows)
+
+    def dirty_windows(self) -> list[tuple[float, float]]:
+        return [tuple(r) for r in self.db.execute(  # type: ignore[misc]
+            "SELECT window_start, window_end FROM dirty_windows ORDER BY 1")]
+
+    def articles_in(self, windows: Sequence[tuple[float, float]]) -> list[Article]:
+        found: dict[str, Article] = {}
+        for start, end in windows:
+            for ident, state in self.db.execute(
+                    "SELECT id, state FROM stored_articles WHERE published >= ? AND published < ?",
+                    (start, end)):
+                if ident not in found:
+                    found[ident] = article_from_state(json.loads(state))
+        return list(found.values())
+
+    def unexported(self) -> list[Article]:
+        return [article_from_state(json.loads(s)) for (s,) in self.db.execute(
+            "SELECT state FROM stored_articles WHERE exported = 0 ORDER BY published, id")]
+
+    def finish(self, run: str, windows: Sequence[tuple[float, float]], exported: Sequence[str]) -> None:
+        with self.db:
+            self.db.executemany("DELETE FROM dirty_windows WHERE window_start = ? AND window_end = ?", windows)
+            self.db.executemany("UPDATE stored_articles SET exported = 1 WHERE id = ?", [(i,) for i in exported])
+            self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (now_iso(), run))
+
+    def replace_tags(self, articles: Iterable[Article]) -> None:
+        with self.db:
+            self.db.executemany("UPDATE stored_articles SET state = ? WHERE id = ?",
+                                [(json.dumps(article_to_state(a), ensure_ascii=False), a.id) for a in articles])
+
+    def prune(self, horizon_seconds: float, now: float | None = None) -> int:
+        """Drop the text of articles published before now - horizon, keeping what counting
+        and dedup need (id, time, language, topics, keyword mentions): counts never change."""
+        cutoff = (now if now is not None else time.time()) - horizon_seconds
+        rows = self.db.execute("SELECT id, state FROM stored_articles WHERE published < ? AND exported = 1 "
+                               "AND json_extract(state, '$.summary') != ''", (cutoff,)).fetchall()
+        slim = []
+        for ident, state in rows:
+            data = json.loads(state)
+            data.update(summary="", evidence=[])
+            slim.append((json.dumps(data, ensure_ascii=False), ident))
+        with self.db:
+            self.db.executemany("UPDATE stored_articles SET state = ? WHERE id = ?", slim)
+        return len(slim)
+
+
+def _store_sinks(config: Config) -> list[SinkConfig]:
+    """The store keeps the true totals itself, whatever sinks the user configured."""
+    assert config.state.path is not None
+    return [SinkConfig(name=f"store-{what}", type="sqlite", what=what, path=config.state.path)
+            for what in ("counts", "topics")]
+
+
+def _staging(config: Config, run: str) -> Path:
+    assert config.state.path is not None
+    folder = config.state.path.parent / "staging"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{run}.articles.jsonl"
+
+
+class _WriteStaging(beam.PTransform):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def expand(self, articles: beam.PCollection) -> Any:
+        return (articles
+                | "ToState" >> beam.Map(lambda a: json.dumps(article_to_state(a), ensure_ascii=False))
+                | "WriteStaging" >> beam.io.WriteToText(str(self.path), shard_name_template="", num_shards=1))
+
+
+def _read_staging(path: Path) -> Iterator[Article]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield article_from_state(json.loads(line))
+
+
+def _recount_and_export(config: Config, store: ArticleStore, beam_args: Sequence[str],
+                        retag: bool = False) -> tuple[list[tuple[float, float]], list[str]]:
+    """Step 3: recount dirty windows from stored articles; write counts and new articles."""
+    windows = store.dirty_windows()
+    in_windows = store.articles_in(windows)
+    to_export = store.unexported()
+    if not windows and not to_export:
+        return [], []
+    runner = default_runner(beam_args, config, streaming=False)
+    p = beam.Pipeline(options=pipeline_options(config, beam_args), **({"runner": runner} if runner else {}))
+    stored = p | "StoredArticles" >> beam.Create(in_windows, reshuffle=False)
+    if retag:
+        stored = stored | "Retag" >> TagTopics(config.topics, config.keywords, config.variants)
+        stored | "KeepTags" >> beam.Map(lambda a: a)  # tags are written back below from the driver
+    counted = stored | "Recount" >> CountPerWindow(config.windows.size, config.windows.period)
+    wanted = {(from_epoch(s), from_epoch(e)) for s, e in windows}
+    in_dirty = lambda r: (r.window_start, r.window_end) in wanted  # noqa: E731
+    counts = counted["counts"] | "OnlyDirtyCounts" >> beam.Filter(in_dirty)
+    topics = counted["topics"] | "OnlyDirtyTopics" >> beam.Filter(in_dirty)
+    new_articles = p | "NewArticles" >> beam.Create(to_export, reshuffle=False)
+    outputs = Outputs(articles=new_articles, counts=counts, topics=topics,
+                      dead_letters=p | "NoDeadLetters" >> beam.Create([]))
+    write_sinks(outputs, config, skip=("dead_letters",))
+    for i, sink in enumerate(_store_sinks(config)):
+        (counts if sink.what == "counts" else topics) | f"Store{i}" >> WriteSink(sink)
+    p.run().wait_until_finish()
+    return windows, [a.id for a in to_export]
+
+
+def _clear_period(config: Config, store: ArticleStore, windows: Sequence[tuple[float, float]]) -> None:
+    """Rebuild: rows of recounted windows go first, so a key that vanished does not linger."""
+    paths = {s.path for s in config.sinks if s.type == "sqlite" and s.what in ("counts", "topics")}
+    paths.add(config.state.path)
+    bounds = [(from_epoch(s), from_epoch(e)) for s, e in windows]
+    for path in paths:
+        if path is None or not Path(path).exists():
+            continue
+        conn = sqlite3.connect(str(path), timeout=60)
+        try:
+            with conn:
+                for table in ("counts", "topics"):
+                    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+                    if exists:
+                        conn.executemany(f"DELETE FROM {table} WHERE window_start = ? AND window_end = ?", bounds)
+        finally:
+            conn.close()
+
+
+def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool = True) -> Summary:
+    """`mediamon run` with `state.path`: exactly-once counts across runs and crashes."""
+    from pipeline.feedstate import FeedStateStore
+    assert config.state.path is not None
+    started = time.monotonic()
+    summary = Summary()
+    with run_lock(config):
+        store = ArticleStore(config.state.path, config.windows.size, config.windows.period)
+        feed_state = FeedStateStore(config.state.path)
+        held = HeldFeedState(feed_state)
+        try:
+            run = store.begin_run()
+            docs, fetch_dead = [], []
+            if config.sources.feeds or config.sources.opml:
+                docs, fetch_dead, summary.feeds = fetch_documents(config, store=held, progress=progress)
+            crash_point("after_fetch")
+            staging = _staging(config, run)
+            runner = default_runner(beam_args, config, streaming=False)
+            p = beam.Pipeline(options=pipeline_options(config, beam_args), **({"runner": runner} if runner else {}))
+            parts = []
+            if docs:
+                parts.append(p | "FeedDocuments" >> beam.Create(docs, reshuffle=False))
+            if config.sources.jsonl:
+                parts.append(p | "JsonlItems" >> ReadJsonlItems(config.sources.jsonl))
+            if not parts:
+                parts.append(p | "NoItems" >> beam.Create([]))
+            items = parts | "AllItems" >> beam.Flatten() if len(parts) > 1 else parts[0]
+            extra = [counted_dead_letters(p, fetch_dead, "FetchFailures")] if fetch_dead else []
+            outputs = apply_stages(items, config, extra_dead=extra)
+            outputs.articles | "Stage" >> _WriteStaging(staging)
+            write_sinks(outputs, config, skip=("articles", "counts", "topics"))
+            result = p.run()
+            result.wait_until_finish()
+            read_metrics(result, summary)
+            crash_point("before_commit")
+            staged = list(_read_staging(staging))
+            new = store.commit(run, staged, summary.items_read)
+            crash_point("after_commit")
+            held.flush()
+            # articles seen in an earlier run are duplicates of this one
+            summary.duplicates += len(staged) - len(new)
+            summary.articles = len(new)
+            summary.by_language, summary.by_topic = {}, {}
+            for article in new:
+                summary.by_language[article.language] = summary.by_language.get(article.language, 0) + 1
+                for topic in article.topics:
+                    summary.by_topic[topic] = summary.by_topic.get(topic, 0) + 1
+            windows, exported = _recount_and_export(config, store, beam_args)
+            crash_point("before_finish")
+            store.finish(run, windows, exported)
+            staging.unlink(missing_ok=True)
+            if config.state.retention:
+                pruned = store.prune(config.state.retention)
+                if pruned:
+                    log.info("pruned the text of %d articles older than the retention horizon", pruned)
+        finally:
+            feed_state.close()
+            store.close()
+    summary.sinks = sink_paths(config)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def rebuild(config: Config, beam_args: Sequence[str] = (), since: str | None = None,
+            until: str | None = None) -> Summary:
+    """`mediamon run --rebuild [--since T --until T]`: re-tag and recount stored articles."""
+    if config.state.path is None:
+        raise UsageError("--rebuild needs state.path in the config: it recounts the stored articles")
+    bounds = []
+    for label, value in (("--since", since), ("--until", until)):
+        moment = parse_time(value) if value else None
+        if value and moment is None:
+            raise UsageError(f"{label} {value!r} is not an ISO-8601 time")
+        bounds.append(to_epoch(value) if value else None)
+    started = time.monotonic()
+    summary = Summary()
+    with run_lock(config):
+        store = ArticleStore(config.state.path, config.windows.size, config.windows.period)
+        try:
+            store.mark_period_dirty(bounds[0], bounds[1])
+            windows = store.dirty_windows()
+            _clear_period(config, store, windows)
+            # re-tag with the current topics and keywords (e.g. after changing a query)
+            from transforms.tagging import Tagger
+            tagger = Tagger(config.topics, config.keywords, config.variants)
+            retagged = []
+            for article in store.articles_in(windows):
+                result = tagger.tag(article.title, article.summary) if article.summary or article.title else None
+                if result is not None:
+                    article = replace(article, topics=result.topics,
+                                      keywords=tuple(k for k, _ in result.keyword_mentions),
+                                      keyword_mentions=result.keyword_mentions, evidence=result.evidence)
+                retagged.append(article)
+            store.replace_tags(retagged)
+            done, exported = _recount_and_export(config, store, beam_args)
+            store.finish("rebuild", done, exported)
+            summary.articles = len(retagged)
+            summary.items_read = len(retagged)
+            for article in retagged:
+                summary.by_language[article.language] = summary.by_language.get(article.language, 0) + 1
+                for topic in article.topics:
+                    summary.by_topic[topic] = summary.by_topic.get(topic, 0) + 1
+        finally:
+            store.close()
+    summary.sinks = sink_paths(config)
+    summary.seconds = time.monotonic() - started
+    return summary
