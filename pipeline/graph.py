@@ -16,6 +16,7 @@ from pipeline.io import WriteSink, sinks_for
 from transforms.counts import CountPerWindow
 from transforms.dedup import Deduplicate
 from transforms.language import DetectLanguage
+from transforms.late import SplitLate
 from transforms.parse import ParseFeedItems
 from transforms.records import Article, DeadLetter
 from transforms.topics import TagTopics
@@ -42,7 +43,12 @@ def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = F
                  extra_dead: Sequence[beam.PCollection] = (), trigger: Any = None) -> Outputs:
     """FeedDocument | RawItem -> articles, keyword counts, topic counts, dead letters."""
     parsed = items | "ParseFeedItems" >> ParseFeedItems()
-    articles = (parsed.articles
+    fresh = parsed.articles
+    if streaming:  # before dedup and windowing: Beam would drop a late article silently
+        split = fresh | "SplitLate" >> SplitLate(config.windows.size, config.windows.period,
+                                                 config.windows.allowed_lateness)
+        fresh = split[SplitLate.ON_TIME]
+    articles = (fresh
                 | "Deduplicate" >> Deduplicate(ttl_seconds=config.dedup.ttl if streaming else None)
                 | "DetectLanguage" >> DetectLanguage(config.language.allowed, dict(config.language.aliases),
                                                      config.language.second_opinion)
