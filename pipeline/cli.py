@@ -131,7 +131,8 @@ def _cmd_report(config: Config, args: argparse.Namespace, beam_args: list[str]) 
     from pipeline.report import write_report
     outputs = load_outputs(config.sinks, args.since, args.until)
     out = args.out or (config.base_dir / "out" / f"{config.name}-report.html")
-    path = write_report(outputs, config.alerts, out, title=f"mediamon: {config.name}")
+    path = write_report(outputs, config.alerts, out, title=f"mediamon: {config.name}",
+                        topic_names={t.id: t.name for t in config.topics})
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -157,8 +158,11 @@ def _cmd_feeds(config: Config, args: argparse.Namespace, beam_args: list[str]) -
 def _cmd_alerts(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.backtest import backtest
     from pipeline.outputs import load_outputs
-    outputs = load_outputs(config.sinks, args.since, args.until)
-    print(backtest(outputs, config.alerts, args.since, args.until, window_size=config.windows.size))
+    if not config.alerts:
+        raise UsageError("this config has no alerts: rules to replay")
+    outputs = load_outputs(config.sinks)  # the whole history: rules look back before --since
+    print(backtest(outputs, config.alerts, args.since, args.until,
+                   window_size=config.windows.period or config.windows.size))
     return EXIT_OK
 
 

@@ -145,8 +145,8 @@ class Config:
     fetch: FetchConfig
     dedup: DedupConfig
     poll: PollConfig
-    alerts: Any                   # transforms.alerts rules, or () when absent
-    alerts_raw: Any = None
+    alerts: Any                   # tuple of transforms.alerts.AlertRule, () when absent
+    webhook: Any = None           # transforms.alerts.WebhookSpec or None
     beam_options: tuple[tuple[str, Any], ...] = ()
 
     @property
@@ -503,10 +503,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
     # alerts
     alerts: Any = ()
+    webhook: Any = None
     if top.get("alerts") is not None:
         from transforms import alerts as alerts_mod
         topic_ids = [t.id for t in topics]
-        alerts = chk.specs("alerts", lambda: alerts_mod.parse_alerts(top.get("alerts"), topic_ids), ())
+        step = period or size
+        section = chk.specs("alerts", lambda: alerts_mod.parse_alerts_section(top.get("alerts"), topic_ids, step),
+                            None)
+        if section is not None:
+            alerts, webhook = section.rules, section.webhook
 
     bo = top.get("beam_options") or {}
     if not isinstance(bo, dict):
@@ -518,7 +523,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     return Config(name=name, file=file, sources=sources, language=language, topics=tuple(topics),
                   keywords=tuple(keywords), variants=variants, windows=windows, state=state,
                   sinks=tuple(sinks), fetch=fetch, dedup=dedup, poll=poll, alerts=alerts,
-                  alerts_raw=top.get("alerts"), beam_options=tuple(sorted(bo.items())))
+                  webhook=webhook, beam_options=tuple(sorted(bo.items())))
 
 
 def _line_for(lines: dict[str, int], path: str) -> int | None:

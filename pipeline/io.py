@@ -275,3 +275,37 @@ def _batch(streaming: bool) -> beam.PTransform:
 
 def sinks_for(config: Config, what: str) -> list[SinkConfig]:
     return [s for s in config.sinks if s.what == what]
+
+
+class _PostAlertFn(beam.DoFn):
+    """POSTs each alert to the webhook (with retries); an undeliverable alert -> dead letter."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.session: Any = None
+
+    def setup(self) -> None:
+        import requests
+        self.session = requests.Session()
+
+    def teardown(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+    def process(self, alert: Any) -> Iterator[DeadLetter]:
+        from pipeline.webhook import failure_dead_letter, post_alert
+        result = post_alert(alert, self.spec, session=self.session)
+        if not result.ok:
+            log.warning("webhook: alert %s/%s not delivered: %s", alert.topic, alert.window_start, result.error)
+            yield failure_dead_letter(alert, result, self.spec, now_iso())
+
+
+class PostAlerts(beam.PTransform):
+    """Alert -> (POST to the configured webhook) -> DeadLetter for each alert not delivered."""
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def expand(self, alerts: beam.PCollection) -> beam.PCollection:
+        return alerts | "Post" >> beam.ParDo(_PostAlertFn(self.spec))

@@ -21,7 +21,8 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipeline.config import Config, UsageError
 from pipeline.graph import apply_stages, counted_dead_letters, write_sinks
-from pipeline.io import ReadJsonlItems, fetch_documents
+from pipeline.io import PostAlerts, ReadJsonlItems, WriteSink, fetch_documents
+from transforms.alerting import DetectSpikes
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,16 @@ def sink_paths(config: Config) -> dict[str, str]:
     return {s.name: str(s.path) if s.path else str(s.topic) for s in config.sinks}
 
 
+def write_alerts(alerts: beam.PCollection, outputs: Any, config: Config, label: str = "") -> None:
+    """Alerts to their sinks and the webhook; an undelivered alert joins the dead letters
+    (after they were counted: it is not an item, so it stays out of the item balance)."""
+    for i, sink in enumerate(s for s in config.sinks if s.what == "alerts"):
+        alerts | f"{label}AlertSink{i}:{sink.name}" >> WriteSink(sink)
+    if config.webhook is not None:
+        failed = alerts | f"{label}Webhook" >> PostAlerts(config.webhook)
+        outputs.dead_letters = (outputs.dead_letters, failed) | f"{label}WithWebhookFailures" >> beam.Flatten()
+
+
 def run_batch(config: Config, beam_args: Sequence[str] = (), progress: bool = True) -> Summary:
     started = time.monotonic()
     if config.sources.pubsub is not None and not (config.sources.feeds or config.sources.opml or config.sources.jsonl):
@@ -133,6 +144,10 @@ def run_batch(config: Config, beam_args: Sequence[str] = (), progress: bool = Tr
     items = parts | "AllItems" >> beam.Flatten() if len(parts) > 1 else parts[0]
     extra_dead = [counted_dead_letters(p, fetch_dead, "FetchFailures")] if fetch_dead else []
     outputs = apply_stages(items, config, extra_dead=extra_dead)
+    if config.alerts:
+        alerts = outputs.articles | "DetectSpikes" >> DetectSpikes(
+            config.alerts, config.windows.size, config.windows.period)
+        write_alerts(alerts, outputs, config)
     write_sinks(outputs, config)
     result = p.run()
     result.wait_until_finish()

@@ -3,7 +3,7 @@
 With `state.path` set, `mediamon run` works in three steps:
 
 1. **Process** (Beam, the same stages as always): fetch, parse, dedup, detect, tag.  The
-   tagged articles go to a staging file, dead letters to their sinks.  Feed HTTP state
+   tagged articles and the dead letters go to staging files.  Feed HTTP state
    (ETags...) is held back in memory.
 2. **Commit** (one SQLite transaction): the staged articles are inserted if their id is
    new; the windows those new articles fall in are marked dirty.  Only then is the feed
@@ -40,9 +40,11 @@ import apache_beam as beam
 from pipeline.config import Config, SinkConfig, UsageError
 from pipeline.graph import Outputs, apply_stages, counted_dead_letters, write_sinks
 from pipeline.io import ReadJsonlItems, WriteSink, fetch_documents, sqlite_upsert
-from pipeline.run import Summary, default_runner, pipeline_options, read_metrics, sink_paths
+from pipeline.run import (Summary, default_runner, pipeline_options, read_metrics, sink_paths,
+                          write_alerts)
+from transforms.alerting import DetectSpikes
 from transforms.counts import CountPerWindow, windows_of
-from transforms.records import Article, article_from_state, article_to_state
+from transforms.records import Article, DeadLetter, article_from_state, article_to_state
 from transforms.timeutil import from_epoch, now_iso, parse_time, to_epoch
 from transforms.topics import TagTopics
 
@@ -198,6 +200,15 @@ class ArticleStore:
             self.db.executemany("UPDATE stored_articles SET exported = 1 WHERE id = ?", [(i,) for i in exported])
             self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (now_iso(), run))
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts raised by earlier runs (their cool-downs still hold)."""
+        exists = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'alerts'").fetchone()
+        if not exists:
+            return []
+        cursor = self.db.execute("SELECT * FROM alerts")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
     def replace_tags(self, articles: Iterable[Article]) -> None:
         with self.db:
             self.db.executemany("UPDATE stored_articles SET state = ? WHERE id = ?",
@@ -219,28 +230,63 @@ class ArticleStore:
         return len(slim)
 
 
-def _store_sinks(config: Config) -> list[SinkConfig]:
-    """The store keeps the true totals itself, whatever sinks the user configured."""
+def _store_sinks(config: Config, whats: Sequence[str]) -> list[SinkConfig]:
+    """The store keeps the true totals (and alerts) itself, whatever sinks the user configured."""
     assert config.state.path is not None
     return [SinkConfig(name=f"store-{what}", type="sqlite", what=what, path=config.state.path)
-            for what in ("counts", "topics")]
+            for what in whats]
 
 
-def _staging(config: Config, run: str) -> Path:
+def _alerts_stage(p: beam.Pipeline, config: Config, store: "ArticleStore",
+                  windows: Sequence[tuple[float, float]]) -> beam.PCollection:
+    """Spike rules over the dirty windows, with the history they look back on and the
+    cool-downs of alerts raised by earlier runs."""
+    step = config.windows.period or config.windows.size
+    lookback = max(r.history_windows(step) * step + r.cooldown for r in config.alerts) + config.windows.size
+    first = min((s for s, _ in windows), default=0.0)
+    last = max((e for _, e in windows), default=0.0)
+    history = store.articles_in([(first - lookback, last)]) if windows else []
+    earlier = store.alerts()
+    origin_row = store.db.execute("SELECT min(published) FROM stored_articles").fetchone()
+    origin = None
+    if origin_row and origin_row[0] is not None:
+        origin = from_epoch(min(s for s, _ in windows_of(origin_row[0], config.windows.size, config.windows.period)))
+    return (p | "AlertHistory" >> beam.Create(history, reshuffle=False)
+            | "DetectSpikes" >> DetectSpikes(config.alerts, config.windows.size, config.windows.period,
+                                             new_windows=[from_epoch(s) for s, _ in windows],
+                                             earlier_alerts=earlier, origin=origin))
+
+
+def _staging(config: Config, run: str, kind: str) -> Path:
     assert config.state.path is not None
     folder = config.state.path.parent / "staging"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{run}.articles.jsonl"
+    return folder / f"{run}.{kind}.jsonl"
+
+
+def _staged_dead_letters(config: Config) -> list[Path]:
+    """Dead-letter files of every run that has not exported them yet (a crash leaves them)."""
+    assert config.state.path is not None
+    return sorted((config.state.path.parent / "staging").glob("*.dead_letters.jsonl"))
+
+
+def _article_line(article: Article) -> str:
+    return json.dumps(article_to_state(article), ensure_ascii=False)
+
+
+def _dead_line(dead: DeadLetter) -> str:
+    return json.dumps(dead.to_json(), ensure_ascii=False)
 
 
 class _WriteStaging(beam.PTransform):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, to_line: Any) -> None:
         super().__init__()
         self.path = path
+        self.to_line = to_line
 
-    def expand(self, articles: beam.PCollection) -> Any:
-        return (articles
-                | "ToState" >> beam.Map(lambda a: json.dumps(article_to_state(a), ensure_ascii=False))
+    def expand(self, records: beam.PCollection) -> Any:
+        return (records
+                | "ToLine" >> beam.Map(self.to_line)
                 | "WriteStaging" >> beam.io.WriteToText(str(self.path), shard_name_template="", num_shards=1))
 
 
@@ -257,7 +303,10 @@ def _recount_and_export(config: Config, store: ArticleStore, beam_args: Sequence
     windows = store.dirty_windows()
     in_windows = store.articles_in(windows)
     to_export = store.unexported()
-    if not windows and not to_export:
+    dead_files = _staged_dead_letters(config)
+    dead = [DeadLetter(**json.loads(line)) for f in dead_files
+            for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not windows and not to_export and not dead_files:
         return [], []
     runner = default_runner(beam_args, config, streaming=False)
     p = beam.Pipeline(options=pipeline_options(config, beam_args), **({"runner": runner} if runner else {}))
@@ -272,11 +321,18 @@ def _recount_and_export(config: Config, store: ArticleStore, beam_args: Sequence
     topics = counted["topics"] | "OnlyDirtyTopics" >> beam.Filter(in_dirty)
     new_articles = p | "NewArticles" >> beam.Create(to_export, reshuffle=False)
     outputs = Outputs(articles=new_articles, counts=counts, topics=topics,
-                      dead_letters=p | "NoDeadLetters" >> beam.Create([]))
-    write_sinks(outputs, config, skip=("dead_letters",))
-    for i, sink in enumerate(_store_sinks(config)):
+                      dead_letters=p | "StagedDeadLetters" >> beam.Create(dead, reshuffle=False))
+    if config.alerts:
+        alerts = _alerts_stage(p, config, store, windows)
+        for sink in _store_sinks(config, ("alerts",)):
+            alerts | "StoreAlerts" >> WriteSink(sink)
+        write_alerts(alerts, outputs, config)
+    write_sinks(outputs, config)
+    for i, sink in enumerate(_store_sinks(config, ("counts", "topics"))):
         (counts if sink.what == "counts" else topics) | f"Store{i}" >> WriteSink(sink)
     p.run().wait_until_finish()
+    for path in dead_files:
+        path.unlink(missing_ok=True)
     return windows, [a.id for a in to_export]
 
 
@@ -315,7 +371,7 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
             if config.sources.feeds or config.sources.opml:
                 docs, fetch_dead, summary.feeds = fetch_documents(config, store=held, progress=progress)
             crash_point("after_fetch")
-            staging = _staging(config, run)
+            staging = _staging(config, run, "articles")
             runner = default_runner(beam_args, config, streaming=False)
             p = beam.Pipeline(options=pipeline_options(config, beam_args), **({"runner": runner} if runner else {}))
             parts = []
@@ -328,13 +384,16 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
             items = parts | "AllItems" >> beam.Flatten() if len(parts) > 1 else parts[0]
             extra = [counted_dead_letters(p, fetch_dead, "FetchFailures")] if fetch_dead else []
             outputs = apply_stages(items, config, extra_dead=extra)
-            outputs.articles | "Stage" >> _WriteStaging(staging)
-            write_sinks(outputs, config, skip=("articles", "counts", "topics"))
+            outputs.articles | "Stage" >> _WriteStaging(staging, _article_line)
+            dead_staging = _staging(config, run, "dead_letters.partial")
+            outputs.dead_letters | "StageDead" >> _WriteStaging(dead_staging, _dead_line)
             result = p.run()
             result.wait_until_finish()
             read_metrics(result, summary)
             crash_point("before_commit")
             staged = list(_read_staging(staging))
+            # a finished pass 1 publishes its dead letters for export (a killed one never does)
+            dead_staging.rename(_staging(config, run, "dead_letters"))
             new = store.commit(run, staged, summary.items_read)
             crash_point("after_commit")
             held.flush()
