@@ -286,7 +286,8 @@ def _read_local(feed: FeedSource, settings: FetchSettings) -> FetchOutcome:
 
 
 def _backoff(settings: FetchSettings, now: float, errors: int) -> float:
-    return now + min(settings.backoff_cap, settings.backoff_base * 2 ** max(0, errors - 1))
+    doublings = min(max(0, errors - 1), 40)          # bounded: no float overflow for old feeds
+    return now + min(settings.backoff_cap, settings.backoff_base * 2.0 ** doublings)
 
 
 def _fetch_http(feed: FeedSource, state: FeedState, settings: FetchSettings,
@@ -402,8 +403,8 @@ def fetch_feeds(feeds: Sequence[FeedSource], *, store: FeedStateStore | None,
         state = store.get_or_new(feed.url) if store is not None else FeedState.new(feed.url)
         if store is not None and _is_http(feed.url):
             if state.retired:
-                yield finish(FetchOutcome(feed, "retired", error=state.last_error or "retired",
-                                          http_status=state.http_status))
+                # http_status None: no request this run (a 410 seen now carries 410)
+                yield finish(FetchOutcome(feed, "retired", error=state.last_error or "retired"))
                 continue
             if settings.respect_schedule and state.next_due is not None and state.next_due > now:
                 yield finish(FetchOutcome(feed, "not_due",

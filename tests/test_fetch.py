@@ -304,3 +304,19 @@ def test_mark_new_items(store: FeedStateStore, feed_server: FeedServer) -> None:
     store.mark_new_items(url, 4_000_000_000.0)
     state = store.get(url)
     assert state is not None and state.last_new_item == 4_000_000_000.0
+
+
+def test_backoff_of_a_long_dead_feed_stays_capped(feed_server: FeedServer,
+                                                 store: FeedStateStore) -> None:
+    url = feed_server.route("/dead.xml", Route(status=500))
+    fetch_one(url, store)
+    state = store.get(url)
+    assert state is not None
+    store.put(state.replace(error_count=5000))
+    before = time.time()
+    outcome = fetch_one(url, store, settings=FetchSettings(per_host_delay=0,
+                                                           respect_schedule=False))
+    assert outcome.status == "error"
+    state = store.get(url)
+    assert state is not None and state.error_count == 5001 and state.next_due is not None
+    assert state.next_due <= before + FetchSettings().backoff_cap + 60
