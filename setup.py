@@ -20,6 +20,7 @@ setup(
         "w3lib>=2.1,<3",
         "defusedxml>=0.7,<0.8",
         "requests>=2.31,<3",
+        "charset-normalizer>=3,<4",
         "plotly>=7.1,<8",
     ],
     extras_require={

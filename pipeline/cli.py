@@ -139,7 +139,10 @@ def _cmd_report(config: Config, args: argparse.Namespace, beam_args: list[str]) 
 
 def _cmd_topics(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.topictest import run_topic_tests
-    text, ok = run_topic_tests(config.topics, config.keywords, config.variants, labelled=args.labelled)
+    try:
+        text, ok = run_topic_tests(config.topics, config.keywords, config.variants, labelled=args.labelled)
+    except (OSError, ValueError) as exc:  # an unreadable or malformed labelled file
+        raise UsageError(str(exc)) from exc
     print(text)
     return EXIT_OK if ok else EXIT_FAIL
 

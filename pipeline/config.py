@@ -112,10 +112,16 @@ class SinkConfig:
 
 @dataclass(frozen=True)
 class FetchConfig:
-    timeout: float = 20.0
-    max_bytes: int = 15 * 2**20
+    timeout: float = 20.0         # connect and read timeout per request
+    max_bytes: int = 15 * 2**20   # body cap, after decompression
     concurrency: int = 8
-    per_host_delay: float = 1.0
+    per_host_delay: float = 1.0   # seconds between two requests to one host
+    deadline: float = 60.0        # whole fetch of one feed (headers + body)
+    interval: float = 0.0         # a feed fetched successfully is due again this much later
+    backoff_base: float = 300.0   # first delay after a failure, doubled per failure
+    backoff_cap: float = 86400.0
+    max_redirects: int = 5
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -479,7 +485,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
             seen_paths[s.path] = s.name
 
     # fetch, dedup, poll
-    fe = chk.mapping(top.get("fetch"), "fetch", {"timeout", "max_bytes", "concurrency", "per_host_delay"})
+    fe = chk.mapping(top.get("fetch"), "fetch", {"timeout", "max_bytes", "concurrency", "per_host_delay",
+                                                 "deadline", "interval", "backoff_base", "backoff_cap",
+                                                 "max_redirects", "user_agent"})
     max_bytes = fe.get("max_bytes", 15 * 2**20)
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes <= 0:
         chk.err("fetch.max_bytes", "expected a positive number of bytes")
@@ -488,9 +496,22 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not isinstance(conc, int) or isinstance(conc, bool) or not 1 <= conc <= 256:
         chk.err("fetch.concurrency", "expected a whole number from 1 to 256")
         conc = 8
+    redirects = fe.get("max_redirects", 5)
+    if not isinstance(redirects, int) or isinstance(redirects, bool) or not 0 <= redirects <= 30:
+        chk.err("fetch.max_redirects", "expected a whole number from 0 to 30")
+        redirects = 5
+    agent = fe.get("user_agent")
+    if agent is not None and not (isinstance(agent, str) and agent.strip()):
+        chk.err("fetch.user_agent", "expected a non-empty string")
+        agent = None
     fetch = FetchConfig(timeout=chk.duration(fe.get("timeout"), "fetch.timeout", 20.0) or 20.0,
                         max_bytes=max_bytes, concurrency=conc,
-                        per_host_delay=chk.duration(fe.get("per_host_delay"), "fetch.per_host_delay", 1.0) or 0.0)
+                        per_host_delay=chk.duration(fe.get("per_host_delay"), "fetch.per_host_delay", 1.0) or 0.0,
+                        deadline=chk.duration(fe.get("deadline"), "fetch.deadline", 60.0) or 60.0,
+                        interval=chk.duration(fe.get("interval"), "fetch.interval", 0.0) or 0.0,
+                        backoff_base=chk.duration(fe.get("backoff_base"), "fetch.backoff_base", 300.0) or 300.0,
+                        backoff_cap=chk.duration(fe.get("backoff_cap"), "fetch.backoff_cap", 86400.0) or 86400.0,
+                        max_redirects=redirects, user_agent=agent)
     dd = chk.mapping(top.get("dedup"), "dedup", {"ttl"})
     dedup = DedupConfig(ttl=chk.duration(dd.get("ttl"), "dedup.ttl", 7 * 86400.0) or 7 * 86400.0)
     po = chk.mapping(top.get("poll"), "poll", {"topic", "interval", "archive"})

@@ -41,11 +41,9 @@ def all_feeds(config: Config) -> list[FeedSource]:
 def fetch_documents(config: Config, store: Any = None,
                     progress: bool = True) -> tuple[list[FeedDocument], list[DeadLetter], dict[str, int]]:
     """Fetch every due feed once: documents to parse, dead letters for feeds that failed."""
-    from pipeline.fetch import FetchSettings, fetch_feeds
+    from pipeline.fetch import fetch_feeds
     feeds = all_feeds(config)
-    settings = FetchSettings(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes,
-                             concurrency=config.fetch.concurrency,
-                             per_host_delay=config.fetch.per_host_delay)
+    settings = fetch_settings(config)
     docs: list[FeedDocument] = []
     dead: list[DeadLetter] = []
     outcomes: dict[str, int] = {}
@@ -66,10 +64,23 @@ def fetch_documents(config: Config, store: Any = None,
         outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1
         if outcome.document is not None:
             docs.append(outcome.document)
-        elif outcome.status == "error":
+        elif outcome.status == "error" or (outcome.status == "retired" and outcome.http_status == 410):
+            # a feed gone this run (410) yields nothing: one item, one dead letter; later runs skip it
             dead.append(DeadLetter.of("fetch", outcome.error or "fetch failed", outcome.feed.name,
                                       outcome.feed.url, now_iso()))
     return docs, dead, outcomes
+
+
+def fetch_settings(config: Config) -> Any:
+    from dataclasses import replace
+
+    from pipeline.fetch import FetchSettings
+    f = config.fetch
+    settings = FetchSettings(timeout=f.timeout, max_bytes=f.max_bytes, concurrency=f.concurrency,
+                             per_host_delay=f.per_host_delay, deadline=f.deadline, interval=f.interval,
+                             backoff_base=f.backoff_base, backoff_cap=f.backoff_cap,
+                             max_redirects=f.max_redirects)
+    return replace(settings, user_agent=f.user_agent) if f.user_agent else settings
 
 
 def _to_raw_item(source: str) -> Callable[[bytes], RawItem]:
