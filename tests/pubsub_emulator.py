@@ -3,6 +3,7 @@
 Starts `gcloud beta emulators pubsub start --host-port=127.0.0.1:PORT` in its own process group
 (the gcloud wrapper leaves its java child running if only the wrapper is killed), waits until it
 answers, sets PUBSUB_EMULATOR_HOST for the tests, and ends the whole group afterwards.
+`start_emulator` / `stop_emulator` do the same outside pytest (benchmarks/stream_bench.py).
 Skips with the reason when gcloud or the emulator is missing, unless MEDIAMON_REQUIRE_EMULATOR=1,
 in which case it fails.
 """
@@ -42,28 +43,58 @@ def _answers(port: int) -> bool:
         return False
 
 
+class EmulatorUnavailable(RuntimeError):
+    """gcloud or the emulator is missing, or the emulator did not answer in time."""
+
+
+def start_emulator(log_path: Path, timeout: float = START_TIMEOUT) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the emulator on a free port in its own process group; return (process, host:port).
+
+    Does not set PUBSUB_EMULATOR_HOST.  End it with `stop_emulator`.  Raises EmulatorUnavailable.
+    """
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise EmulatorUnavailable("gcloud is not on PATH")
+    port = _free_port()
+    with log_path.open("wb") as log:   # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([str(gcloud), "beta", "emulators", "pubsub", "start",
+                                 f"--host-port=127.0.0.1:{port}"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not _answers(port):
+        if proc.poll() is not None:
+            stop_emulator(proc)                 # a java child may outlive the gcloud wrapper
+            raise EmulatorUnavailable(f"the emulator exited ({proc.returncode}): "
+                                      + log_path.read_text(errors="replace")[-800:])
+        if time.monotonic() > deadline:
+            stop_emulator(proc)
+            raise EmulatorUnavailable(f"no answer on port {port} within {timeout:g}s")
+        time.sleep(0.2)
+    return proc, f"127.0.0.1:{port}"
+
+
+def stop_emulator(proc: subprocess.Popen[bytes]) -> None:
+    """End the emulator's whole process group (gcloud and its java child)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Yields the emulator's host:port; PUBSUB_EMULATOR_HOST is set while the module runs."""
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        _unavailable("gcloud is not on PATH")
-    port = _free_port()
     log_path: Path = tmp_path_factory.mktemp("emulator") / "emulator.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen([str(gcloud), "beta", "emulators", "pubsub", "start",
-                             f"--host-port=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _answers(port):
-            if proc.poll() is not None:
-                _unavailable(f"the emulator exited ({proc.returncode}): "
-                             + log_path.read_text(errors="replace")[-800:])
-            if time.monotonic() > deadline:
-                _unavailable(f"no answer on port {port} within {START_TIMEOUT:g}s")
-            time.sleep(0.2)
-        host = f"127.0.0.1:{port}"
+        proc, host = start_emulator(log_path)
+    except EmulatorUnavailable as exc:
+        _unavailable(str(exc))
+        raise                                   # not reached: _unavailable skips or fails
+    try:
         previous = os.environ.get("PUBSUB_EMULATOR_HOST")
         os.environ["PUBSUB_EMULATOR_HOST"] = host
         try:
@@ -74,12 +105,4 @@ def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             else:
                 os.environ["PUBSUB_EMULATOR_HOST"] = previous
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+        stop_emulator(proc)
