@@ -279,6 +279,15 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+# Google Cloud project ids: 6-30 lower-case letters, digits, hyphens (Beam rejects others at run time)
+_PROJECT = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
+
+
+def _pubsub_name(value: str, kind: str) -> bool:
+    """projects/PROJECT/topics/NAME or projects/PROJECT/subscriptions/NAME, with a real project id."""
+    return re.fullmatch(rf"projects/{_PROJECT}/{kind}/[A-Za-z][\w.~+%-]{{2,254}}", value) is not None
+
+
 def _is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
 
@@ -387,8 +396,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         for key in ("subscription", "topic"):
             v = ps.get(key)
             kind = "subscriptions" if key == "subscription" else "topics"
-            if v is not None and not re.fullmatch(rf"projects/[^/]+/{kind}/[^/]+", str(v)):
-                chk.err(f"sources.pubsub.{key}", f"expected projects/PROJECT/{kind}/NAME, got {v!r}")
+            if v is not None and not _pubsub_name(str(v), kind):
+                chk.err(f"sources.pubsub.{key}", f"expected projects/PROJECT/{kind}/NAME with a Google Cloud "
+                        f"project id (6-30 lower-case letters, digits, hyphens), got {v!r}")
         pubsub = PubSubSource(subscription=ps.get("subscription"), topic=ps.get("topic"))
     sources = Sources(feeds=tuple(feeds), opml=opml, jsonl=jsonl, pubsub=pubsub)
 
@@ -463,7 +473,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
             chk.err(f"{spath_}.what", f"unknown record kind {what!r} (one of {', '.join(SINK_WHATS)})")
         if stype == "pubsub":
             topic = s.get("topic")
-            if not (isinstance(topic, str) and re.fullmatch(r"projects/[^/]+/topics/[^/]+", topic)):
+            if not (isinstance(topic, str) and _pubsub_name(topic, "topics")):
                 chk.err(f"{spath_}.topic", "a pubsub sink needs topic: projects/PROJECT/topics/NAME")
             if "path" in s:
                 chk.err(f"{spath_}.path", "a pubsub sink takes 'topic', not 'path'")
@@ -516,7 +526,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     dedup = DedupConfig(ttl=chk.duration(dd.get("ttl"), "dedup.ttl", 7 * 86400.0) or 7 * 86400.0)
     po = chk.mapping(top.get("poll"), "poll", {"topic", "interval", "archive"})
     ptopic = po.get("topic")
-    if ptopic is not None and not (isinstance(ptopic, str) and re.fullmatch(r"projects/[^/]+/topics/[^/]+", ptopic)):
+    if ptopic is not None and not (isinstance(ptopic, str) and _pubsub_name(ptopic, "topics")):
         chk.err("poll.topic", f"expected projects/PROJECT/topics/NAME, got {ptopic!r}")
     parch = po.get("archive")
     poll = PollConfig(topic=ptopic, interval=chk.duration(po.get("interval"), "poll.interval", 900.0) or 900.0,

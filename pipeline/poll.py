@@ -82,21 +82,23 @@ def item_form(article: Article) -> dict[str, Any]:
 
     The url is left out when it would not give the same id (a feed whose entries share a link).
     """
-    guid = article.guid or article.id
-    item: dict[str, Any] = {"id": guid, "url": article.url, "title": article.title,
+    item: dict[str, Any] = {"url": article.url, "title": article.title,
                             "summary": article.summary, "published": article.published,
                             "source": article.source}
+    if article.guid:
+        item["id"] = article.guid
     if article.language_hint:
         item["language"] = article.language_hint
-    if article_id(article.url, guid, article.source, article.title) != article.id:
+    if article_id(article.url, article.guid, article.source, article.title) != article.id:
         item["url"] = ""
     return item
 
 
 def message_for(article: Article) -> tuple[bytes, dict[str, str]]:
+    """Data: the item form; attribute `id` is the mediamon article id."""
     item = item_form(article)
     data = json.dumps(item, ensure_ascii=False).encode("utf-8")
-    return data, {"id": item["id"], "source": article.source, "published": article.published}
+    return data, {"id": article.id, "source": article.source, "published": article.published}
 
 
 @dataclass
@@ -127,21 +129,20 @@ def new_articles(docs: Iterable[FeedDocument], published: PublishedIds,
 
 
 def _fetch(config: Config, store: Any) -> Iterator[Any]:
-    from pipeline.fetch import FetchSettings, fetch_feeds
-    from pipeline.io import all_feeds
-    settings = FetchSettings(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes,
-                             concurrency=config.fetch.concurrency,
-                             per_host_delay=config.fetch.per_host_delay)
-    return fetch_feeds(all_feeds(config), store=store, settings=settings)
+    from pipeline.fetch import fetch_feeds
+    from pipeline.io import all_feeds, fetch_settings
+    return fetch_feeds(all_feeds(config), store=store, settings=fetch_settings(config))
 
 
 def poll_once(config: Config, store: Any, published: PublishedIds, client: Any, topic: str) -> PassResult:
     """One pass: fetch due feeds, publish what is new, archive and record it."""
     from pipeline.pubsub_admin import publish_all
+    from pipeline.store import HeldFeedState
     result = PassResult(feeds={})
     docs: list[FeedDocument] = []
     urls: dict[str, str] = {}
-    for outcome in _fetch(config, store):
+    held = HeldFeedState(store)  # ETags are saved only once their items are published
+    for outcome in _fetch(config, held):
         result.feeds[outcome.status] = result.feeds.get(outcome.status, 0) + 1
         if outcome.document is not None:
             docs.append(outcome.document)
@@ -158,6 +159,8 @@ def poll_once(config: Config, store: Any, published: PublishedIds, client: Any, 
                 fh.writelines(json.dumps(item_form(a), ensure_ascii=False) + "\n" for a in articles)
                 fh.flush()
         published.record(articles, now)
+    held.flush()
+    if articles:
         for source in {a.source for a in articles}:
             if source in urls:
                 store.mark_new_items(urls[source], now)

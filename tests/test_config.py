@@ -96,3 +96,10 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "c.yaml:2: bogus: unknown key" in capsys.readouterr().out
     assert main(["validate", str(tmp_path / "missing.yaml")]) == 2
     assert main(["run"]) == 2  # usage error
+
+
+def test_pubsub_names_need_a_real_project_id(tmp_path: Path) -> None:
+    found = problems(tmp_path, "sources:\n  pubsub: {subscription: projects/e2e/subscriptions/items}\n")
+    assert any(k == "sources.pubsub.subscription" and "project id" in m for k, _, m in found)
+    ok = write(tmp_path, "sources:\n  pubsub: {subscription: projects/mediamon-demo/subscriptions/items}\n")
+    assert load_config(ok).sources.pubsub is not None

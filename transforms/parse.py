@@ -85,7 +85,7 @@ def article_from_item(item: RawItem) -> Article | DeadLetter:
     if published_raw and moment is None:
         return dead(f"unparseable published time {published_raw!r}")
     url = data.get("url") or ""
-    guid = data.get("id") or attrs.get("id") or ""
+    guid = data.get("id") or ""  # the message attribute `id` is the publisher's article id, not a guid
     return Article(
         id=article_id(url, guid, source, title or summary),
         url=canonical_url(url) if url else "",
