@@ -242,6 +242,7 @@ class WriteSink(beam.PTransform):
     def expand(self, records: beam.PCollection) -> Any:
         sink, what = self.sink, self.sink.what
         if sink.type == "pubsub":
+            assert sink.topic is not None, "config validation requires a topic"
             return (records
                     | "ToBytes" >> beam.Map(lambda r, f=to_json_line(what): f(r).encode("utf-8"))
                     | "WritePubSub" >> beam.io.WriteToPubSub(sink.topic))

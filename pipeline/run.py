@@ -23,6 +23,7 @@ from pipeline.config import Config, UsageError
 from pipeline.graph import apply_stages, counted_dead_letters, write_sinks
 from pipeline.io import PostAlerts, ReadJsonlItems, WriteSink, fetch_documents
 from transforms.alerting import DetectSpikes
+from transforms.records import DeadLetter, FeedDocument
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ def run_batch(config: Config, beam_args: Sequence[str] = (), progress: bool = Tr
     if config.state.path is not None:
         from pipeline.feedstate import FeedStateStore
         store = FeedStateStore(config.state.path)
-    docs, fetch_dead = [], []
+    docs: list[FeedDocument] = []
+    fetch_dead: list[DeadLetter] = []
     if config.sources.feeds or config.sources.opml:
         docs, fetch_dead, summary.feeds = fetch_documents(config, store=store, progress=progress)
     runner = default_runner(beam_args, config, streaming=False)

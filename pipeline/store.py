@@ -44,7 +44,7 @@ from pipeline.run import (Summary, default_runner, pipeline_options, read_metric
                           write_alerts)
 from transforms.alerting import DetectSpikes
 from transforms.counts import CountPerWindow, windows_of
-from transforms.records import Article, DeadLetter, article_from_state, article_to_state
+from transforms.records import Article, DeadLetter, FeedDocument, article_from_state, article_to_state
 from transforms.timeutil import from_epoch, now_iso, parse_time, to_epoch
 from transforms.topics import TagTopics
 
@@ -367,7 +367,8 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
         held = HeldFeedState(feed_state)
         try:
             run = store.begin_run()
-            docs, fetch_dead = [], []
+            docs: list[FeedDocument] = []
+            fetch_dead: list[DeadLetter] = []
             if config.sources.feeds or config.sources.opml:
                 docs, fetch_dead, summary.feeds = fetch_documents(config, store=held, progress=progress)
             crash_point("after_fetch")

@@ -11,7 +11,7 @@ Duplicates are expected discards: counted, never dead-lettered.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import apache_beam as beam
 from apache_beam.coders import BooleanCoder
@@ -74,8 +74,8 @@ class _ExpiringDedupFn(beam.DoFn):
         self.ttl = ttl_seconds
 
     def process(self, element: tuple[str, Article],
-                seen: ReadModifyWriteStateSpec = beam.DoFn.StateParam(SEEN),
-                expiry: TimerSpec = beam.DoFn.TimerParam(EXPIRY)) -> Iterator[Article]:
+                seen: Any = beam.DoFn.StateParam(SEEN),
+                expiry: Any = beam.DoFn.TimerParam(EXPIRY)) -> Iterator[Article]:
         _, article = element
         if seen.read():
             _DUPLICATES.inc()
@@ -85,7 +85,7 @@ class _ExpiringDedupFn(beam.DoFn):
         yield article
 
     @on_timer(EXPIRY)
-    def expire(self, seen: ReadModifyWriteStateSpec = beam.DoFn.StateParam(SEEN)) -> None:
+    def expire(self, seen: Any = beam.DoFn.StateParam(SEEN)) -> None:
         seen.clear()
 
 
