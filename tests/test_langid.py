@@ -148,3 +148,41 @@ def test_corpus_accuracy_targets() -> None:
     assert accuracy(short) >= 0.96
     assert sum(gold == "ar" for gold in called_ar) / len(called_ar) >= 0.96
     assert accuracy([p for p in full if p[0] in ("ckb", "kmr")]) >= 0.98
+
+
+def _stock_and_fast(factory: object, text: str) -> tuple[object, object]:
+    from langdetect.detector import Detector
+    from langdetect.lang_detect_exception import LangDetectException
+
+    from transforms.langid import LANGDETECT_TRIALS, _FastDetector
+
+    answers = []
+    for cls in (Detector, _FastDetector):
+        detector = cls(factory)
+        detector.n_trial = LANGDETECT_TRIALS
+        detector.append(text)
+        try:
+            answers.append([(r.lang, r.prob) for r in detector.get_probabilities()])
+        except LangDetectException as exc:
+            answers.append(("error", exc.code))
+    return answers[0], answers[1]
+
+
+@pytest.mark.parametrize("script", ["latin", "arabic"])
+def test_fast_langdetect_is_bit_for_bit_langdetect(detector: LanguageDetector, script: str) -> None:
+    """The rewritten hot loops give exactly the stock Detector's probabilities (raw, uncleaned
+    text too: capitals, URLs, e-mail, runs of spaces, foreign letters, Vietnamese marks)."""
+    texts = BATCH + [
+        "NATO and the EU  met in   Brussels, see https://example.org/x and mail a@b.co",
+        "Le PDG de LVMH a dit: « ça va » — l'été prochain", "Việt Nam đã ký hiệp định",
+        "ABC DEF ghi JKL", "Die Bundesregierung hat am Montag", "!!!", "  ", "x",
+        "Türkiye'nin başkenti Ankara'dır", PERSIAN + " Reuters " + ARABIC,
+    ]
+    if CORPUS.is_dir():
+        corpus = load_corpus(CORPUS)
+        texts += [s for lang in ("en", "fr", "tr", "ar", "fa", "ur", "kmr") for s in corpus[lang][:40]]
+        texts += [short_text(s, n) for lang in ("de", "es", "ar") for n, s in enumerate(corpus[lang][:40])]
+    factory = detector._factories[script]
+    for text in texts:
+        stock, fast = _stock_and_fast(factory, text)
+        assert fast == stock, text
