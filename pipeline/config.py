@@ -9,31 +9,18 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
 from transforms.spec import SpecError, SpecErrors
+from transforms.timeutil import parse_duration
 
-DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SINK_TYPES = ("jsonl", "csv", "sqlite", "pubsub")
 SINK_WHATS = ("articles", "counts", "topics", "alerts", "dead_letters")
 ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def parse_duration(value: Any) -> float:
-    """`90s`, `15m`, `1h`, `2d` (or a bare number of seconds) -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 90s, 15m, 1h or 2d, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = DURATION_RE.match(str(value))
-    if not match:
-        raise ValueError(f"expected a duration like 90s, 15m, 1h or 2d, got {value!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 class UsageError(Exception):

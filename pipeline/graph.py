@@ -12,7 +12,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline.config import Config
-from pipeline.io import WriteSink, sinks_for
+from pipeline.io import WriteSink
 from transforms.counts import CountPerWindow
 from transforms.dedup import Deduplicate
 from transforms.language import DetectLanguage

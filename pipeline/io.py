@@ -285,10 +285,6 @@ def _batch(streaming: bool) -> beam.PTransform:
     return beam.BatchElements(min_batch_size=100, max_batch_size=5000)
 
 
-def sinks_for(config: Config, what: str) -> list[SinkConfig]:
-    return [s for s in config.sinks if s.what == what]
-
-
 class _PostAlertFn(beam.DoFn):
     """POSTs each alert to the webhook (with retries); an undeliverable alert -> dead letter."""
 

@@ -119,23 +119,15 @@ def write_alerts(alerts: beam.PCollection, outputs: Any, config: Config, label: 
         outputs.dead_letters = (outputs.dead_letters, failed) | f"{label}WithWebhookFailures" >> beam.Flatten()
 
 
-def run_batch(config: Config, beam_args: Sequence[str] = (), progress: bool = True) -> Summary:
-    started = time.monotonic()
-    if config.sources.pubsub is not None and not (config.sources.feeds or config.sources.opml or config.sources.jsonl):
-        raise UsageError("this config reads only Pub/Sub: use `mediamon stream`")
-    summary = Summary()
-    store = None
-    if config.state.path is not None:
-        from pipeline.feedstate import FeedStateStore
-        store = FeedStateStore(config.state.path)
-    docs: list[FeedDocument] = []
-    fetch_dead: list[DeadLetter] = []
-    if config.sources.feeds or config.sources.opml:
-        docs, fetch_dead, summary.feeds = fetch_documents(config, store=store, progress=progress)
+def new_pipeline(config: Config, beam_args: Sequence[str]) -> beam.Pipeline:
     runner = default_runner(beam_args, config, streaming=False)
-    options = pipeline_options(config, beam_args)
     with_runner = {"runner": runner} if runner is not None else {}
-    p = beam.Pipeline(options=options, **with_runner)
+    return beam.Pipeline(options=pipeline_options(config, beam_args), **with_runner)
+
+
+def batch_items(p: beam.Pipeline, config: Config, docs: list[FeedDocument],
+                fetch_dead: list[DeadLetter]) -> tuple[beam.PCollection, list[beam.PCollection]]:
+    """The batch sources as one PCollection of items, and the driver's fetch dead letters."""
     parts = []
     if docs:
         parts.append(p | "FeedDocuments" >> beam.Create(docs, reshuffle=False))
@@ -145,6 +137,20 @@ def run_batch(config: Config, beam_args: Sequence[str] = (), progress: bool = Tr
         parts.append(p | "NoItems" >> beam.Create([]))
     items = parts | "AllItems" >> beam.Flatten() if len(parts) > 1 else parts[0]
     extra_dead = [counted_dead_letters(p, fetch_dead, "FetchFailures")] if fetch_dead else []
+    return items, extra_dead
+
+
+def run_batch(config: Config, beam_args: Sequence[str] = (), progress: bool = True) -> Summary:
+    started = time.monotonic()
+    if config.sources.pubsub is not None and not (config.sources.feeds or config.sources.opml or config.sources.jsonl):
+        raise UsageError("this config reads only Pub/Sub: use `mediamon stream`")
+    summary = Summary()
+    docs: list[FeedDocument] = []
+    fetch_dead: list[DeadLetter] = []
+    if config.sources.feeds or config.sources.opml:
+        docs, fetch_dead, summary.feeds = fetch_documents(config, store=None, progress=progress)
+    p = new_pipeline(config, beam_args)
+    items, extra_dead = batch_items(p, config, docs, fetch_dead)
     outputs = apply_stages(items, config, extra_dead=extra_dead)
     if config.alerts:
         alerts = outputs.articles | "DetectSpikes" >> DetectSpikes(

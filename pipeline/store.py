@@ -38,10 +38,9 @@ from typing import Any, Iterable, Iterator, Sequence
 import apache_beam as beam
 
 from pipeline.config import Config, SinkConfig, UsageError
-from pipeline.graph import Outputs, apply_stages, counted_dead_letters, write_sinks
-from pipeline.io import ReadJsonlItems, WriteSink, fetch_documents, sqlite_upsert
-from pipeline.run import (Summary, default_runner, pipeline_options, read_metrics, sink_paths,
-                          write_alerts)
+from pipeline.graph import Outputs, apply_stages, write_sinks
+from pipeline.io import WriteSink, fetch_documents
+from pipeline.run import Summary, batch_items, new_pipeline, read_metrics, sink_paths, write_alerts
 from transforms.alerting import DetectSpikes
 from transforms.counts import CountPerWindow, windows_of
 from transforms.records import Article, DeadLetter, FeedDocument, article_from_state, article_to_state
@@ -308,8 +307,7 @@ def _recount_and_export(config: Config, store: ArticleStore, beam_args: Sequence
             for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not windows and not to_export and not dead_files:
         return [], []
-    runner = default_runner(beam_args, config, streaming=False)
-    p = beam.Pipeline(options=pipeline_options(config, beam_args), **({"runner": runner} if runner else {}))
+    p = new_pipeline(config, beam_args)
     stored = p | "StoredArticles" >> beam.Create(in_windows, reshuffle=False)
     if retag:
         stored = stored | "Retag" >> TagTopics(config.topics, config.keywords, config.variants)
@@ -373,17 +371,8 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
                 docs, fetch_dead, summary.feeds = fetch_documents(config, store=held, progress=progress)
             crash_point("after_fetch")
             staging = _staging(config, run, "articles")
-            runner = default_runner(beam_args, config, streaming=False)
-            p = beam.Pipeline(options=pipeline_options(config, beam_args), **({"runner": runner} if runner else {}))
-            parts = []
-            if docs:
-                parts.append(p | "FeedDocuments" >> beam.Create(docs, reshuffle=False))
-            if config.sources.jsonl:
-                parts.append(p | "JsonlItems" >> ReadJsonlItems(config.sources.jsonl))
-            if not parts:
-                parts.append(p | "NoItems" >> beam.Create([]))
-            items = parts | "AllItems" >> beam.Flatten() if len(parts) > 1 else parts[0]
-            extra = [counted_dead_letters(p, fetch_dead, "FetchFailures")] if fetch_dead else []
+            p = new_pipeline(config, beam_args)
+            items, extra = batch_items(p, config, docs, fetch_dead)
             outputs = apply_stages(items, config, extra_dead=extra)
             outputs.articles | "Stage" >> _WriteStaging(staging, _article_line)
             dead_staging = _staging(config, run, "dead_letters.partial")

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.runners.runner import PipelineResult, PipelineState
+from apache_beam.runners.runner import PipelineResult
 from apache_beam.transforms import trigger as beam_trigger
 
 from pipeline.config import Config, UsageError

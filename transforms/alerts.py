@@ -35,30 +35,17 @@ from typing import Any, Callable, Collection, Iterable, Mapping, NamedTuple, Seq
 
 from transforms.records import Alert
 from transforms.spec import SpecError, SpecErrors
+from transforms.timeutil import parse_duration
 
 RULE_TYPES = ("ratio", "deviation")
 ALL_TOPICS = "*"
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 _RULE_KEYS = {
     "ratio": {"name", "topic", "type", "min_count", "cooldown", "previous", "margin"},
     "deviation": {"name", "topic", "type", "min_count", "cooldown", "baseline", "k"},
 }
 _WEBHOOK_KEYS = {"url", "retries", "timeout", "backoff", "headers"}
-
-
-def parse_duration(value: Any) -> float:
-    """`90s`, `15m`, `1h`, `2d`, `1w` (or a bare number of seconds) -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 90s, 15m, 1h or 2d, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _DURATION_RE.match(str(value))
-    if not match:
-        raise ValueError(f"expected a duration like 90s, 15m, 1h or 2d, got {value!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ fields (guid, hints, mention counts) stay out of the written form.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 RAW_LIMIT = 4096  # bytes of the offending input kept in a dead letter

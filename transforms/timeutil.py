@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from datetime import datetime, timezone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -50,3 +51,19 @@ def to_epoch(iso: str) -> float:
 
 def from_epoch(seconds: float) -> str:
     return iso_utc(datetime.fromtimestamp(seconds, tz=timezone.utc))
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: object) -> float:
+    """`90s`, `15m`, `1h`, `2d`, `1w` (or a bare number of seconds) -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 90s, 15m, 1h or 2d, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration like 90s, 15m, 1h or 2d, got {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
