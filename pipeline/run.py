@@ -109,11 +109,12 @@ def sink_paths(config: Config) -> dict[str, str]:
     return {s.name: str(s.path) if s.path else str(s.topic) for s in config.sinks}
 
 
-def write_alerts(alerts: beam.PCollection, outputs: Any, config: Config, label: str = "") -> None:
+def write_alerts(alerts: beam.PCollection, outputs: Any, config: Config, label: str = "",
+                 streaming: bool = False) -> None:
     """Alerts to their sinks and the webhook; an undelivered alert joins the dead letters
     (after they were counted: it is not an item, so it stays out of the item balance)."""
     for i, sink in enumerate(s for s in config.sinks if s.what == "alerts"):
-        alerts | f"{label}AlertSink{i}:{sink.name}" >> WriteSink(sink)
+        alerts | f"{label}AlertSink{i}:{sink.name}" >> WriteSink(sink, streaming=streaming)
     if config.webhook is not None:
         failed = alerts | f"{label}Webhook" >> PostAlerts(config.webhook)
         outputs.dead_letters = (outputs.dead_letters, failed) | f"{label}WithWebhookFailures" >> beam.Flatten()

@@ -37,10 +37,11 @@ from apache_beam.transforms import trigger as beam_trigger
 
 from pipeline.config import Config, UsageError
 from pipeline.graph import apply_stages, write_sinks
+from transforms.alerting import StreamSpikes
 from pipeline.io import ReadPubSubItems
 from pipeline.pubsub_admin import (ensure_subscription, ensure_topic, is_heartbeat, on_emulator,
                                    publish_heartbeat, publisher)
-from pipeline.run import Summary, default_runner, pipeline_options, read_metrics, sink_paths
+from pipeline.run import Summary, default_runner, pipeline_options, read_metrics, sink_paths, write_alerts
 from transforms.records import RawItem
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,12 @@ def build(p: beam.Pipeline, config: Config) -> None:
              | "PubSubItems" >> ReadPubSubItems(config.sources.pubsub.subscription,
                                                 config.sources.pubsub.topic)
              | "DropHeartbeats" >> beam.ParDo(_CountMessages()))
-    outputs = apply_stages(items, config, streaming=True, trigger=streaming_trigger(config.windows.early))
+    trigger = streaming_trigger(config.windows.early)
+    outputs = apply_stages(items, config, streaming=True, trigger=trigger)
+    if config.alerts:
+        alerts = outputs.articles | "StreamSpikes" >> StreamSpikes(
+            config.alerts, config.windows.size, config.windows.period, config.windows.allowed_lateness, trigger)
+        write_alerts(alerts, outputs, config, streaming=True)
     write_sinks(outputs, config, streaming=True)
 
 

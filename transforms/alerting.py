@@ -14,9 +14,14 @@ from collections import defaultdict
 from typing import Any, Iterable, Iterator, Sequence
 
 import apache_beam as beam
+from apache_beam.coders import PickleCoder
+from apache_beam.transforms import window as beam_window
+from apache_beam.transforms.trigger import AccumulationMode, TriggerFn
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from transforms.alerts import AlertRule, WindowCount, evaluate_new
-from transforms.counts import windows_of
+from transforms.alerts import AlertRule, IncrementalEvaluator, WindowCount, evaluate_new
+from transforms.counts import stamp, window_fn, windows_of
 from transforms.records import Alert, Article
 from transforms.timeutil import from_epoch, to_epoch
 
@@ -64,3 +69,60 @@ class DetectSpikes(beam.PTransform):
                 | "TopicMembers" >> beam.FlatMap(_topic_members)
                 | "ByTopic" >> beam.GroupByKey()
                 | "Evaluate" >> beam.FlatMap(self._evaluate))
+
+
+class _ClosedWindowIds(beam.DoFn):
+    """(topic, ids) per pane -> (topic, (start, end, ids)) for on-time and late panes only:
+    a rule judges a window when it closes, not on a partial early count."""
+
+    def process(self, element: tuple[str, Iterable[str]], win: Any = beam.DoFn.WindowParam,
+                pane: Any = beam.DoFn.PaneInfoParam) -> Iterator[tuple[str, tuple[str, str, tuple[str, ...]]]]:
+        if pane.timing == PaneInfoTiming.EARLY:
+            return
+        topic, ids = element
+        yield topic, (from_epoch(float(win.start)), from_epoch(float(win.end)), tuple(sorted(set(ids))))
+
+
+class _EvaluateFn(beam.DoFn):
+    """Per topic: the rules' incremental evaluator, kept in state between windows."""
+
+    EVALUATOR = ReadModifyWriteStateSpec("evaluator", PickleCoder())
+
+    def __init__(self, rules: Sequence[AlertRule], step: float) -> None:
+        self.rules = tuple(rules)
+        self.step = step
+
+    def process(self, element: tuple[str, tuple[str, str, tuple[str, ...]]],
+                saved: Any = beam.DoFn.StateParam(EVALUATOR)) -> Iterator[Alert]:
+        topic, (start, end, ids) = element
+        state = saved.read()
+        evaluator = (IncrementalEvaluator.from_state(topic, self.rules, self.step, state) if state
+                     else IncrementalEvaluator.create(topic, self.rules, self.step))
+        alerts = evaluator.observe(start, end, len(ids), ids)
+        saved.write(evaluator.to_state())
+        yield from alerts
+
+
+class StreamSpikes(beam.PTransform):
+    """Streaming: Article -> Alert as each topic's windows close (same rules as DetectSpikes)."""
+
+    def __init__(self, rules: Sequence[AlertRule], size: float, period: float | None,
+                 allowed_lateness: float, trigger: TriggerFn) -> None:
+        super().__init__()
+        self.rules = tuple(rules)
+        self.window_fn = window_fn(size, period)
+        self.step = period if period and period != size else size
+        self.allowed_lateness = allowed_lateness
+        self.trigger = trigger
+
+    def expand(self, articles: beam.PCollection) -> beam.PCollection:
+        return (articles
+                | "EventTime" >> beam.Map(stamp)
+                | "Window" >> beam.WindowInto(self.window_fn, trigger=self.trigger,
+                                              accumulation_mode=AccumulationMode.ACCUMULATING,
+                                              allowed_lateness=self.allowed_lateness)
+                | "TopicIds" >> beam.FlatMap(lambda a: ((t, a.id) for t in a.topics))
+                | "IdsPerWindow" >> beam.GroupByKey()
+                | "ClosedWindows" >> beam.ParDo(_ClosedWindowIds())
+                | "Global" >> beam.WindowInto(beam_window.GlobalWindows())
+                | "Evaluate" >> beam.ParDo(_EvaluateFn(self.rules, self.step)))
