@@ -186,3 +186,38 @@ def test_fast_langdetect_is_bit_for_bit_langdetect(detector: LanguageDetector, s
     for text in texts:
         stock, fast = _stock_and_fast(factory, text)
         assert fast == stock, text
+
+
+def test_py3langid_features_score_like_py3langid_rank() -> None:
+    """One feature walk scored per language set gives exactly py3langid's own `rank`."""
+    from transforms.langid import _KURMANJI_RIVALS, _py3langid_rank, _Py3Features
+
+    for text in BATCH + [clean(t) for t in BATCH] + ["x", "ABC DEF", "ایران Iran"]:
+        features = _Py3Features(text)
+        for codes in (_KURMANJI_RIVALS, ("de", "en", "es", "fr", "tr"), ("ar", "fa", "ur")):
+            assert features.probs(codes) == _py3langid_rank(codes, text), (text, codes)
+
+
+def test_screen_changes_no_answer_on_the_batch() -> None:
+    """py3langid's confident answers are langdetect's answers too (labels, not confidences)."""
+    screened = LanguageDetector(allowed=ALLOWED)
+    unscreened = LanguageDetector(allowed=ALLOWED, screen=None)
+    texts = BATCH
+    if CORPUS.is_dir():
+        corpus = load_corpus(CORPUS)
+        texts = texts + [t for ss in corpus.values() for n, s in enumerate(ss[:25])
+                         for t in (s, short_text(s, n))]
+    assert [screened.detect(t)[0] for t in texts] == [unscreened.detect(t)[0] for t in texts]
+
+
+def test_screen_must_be_a_probability_above_a_half() -> None:
+    with pytest.raises(ValueError, match="screen"):
+        LanguageDetector(allowed=["en", "fr"], screen=0.3)
+
+
+def test_long_text_is_read_only_in_part_and_still_right(detector: LanguageDetector) -> None:
+    text = "The president said on Monday that the talks would continue next week. " * 200
+    lang, confidence = detector.detect(text)
+    assert lang == "en"
+    assert 0.9 <= confidence <= 1.0
+    assert LanguageDetector(allowed=ALLOWED, screen=None).detect(text)[0] == "en"
