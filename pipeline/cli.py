@@ -130,7 +130,8 @@ def _cmd_report(config: Config, args: argparse.Namespace, beam_args: list[str]) 
     from pipeline.outputs import load_outputs
     from pipeline.report import write_report
     outputs = load_outputs(config.sinks, args.since, args.until)
-    out = args.out or (config.base_dir / "out" / f"{config.name}-report.html")
+    folders = [s.path.parent for s in config.sinks if s.path is not None]
+    out = args.out or ((folders[0] if folders else Path.cwd()) / f"{config.name}-report.html")
     path = write_report(outputs, config.alerts, out, title=f"mediamon: {config.name}",
                         topic_names={t.id: t.name for t in config.topics})
     print(f"wrote {path}")
