@@ -180,8 +180,10 @@ def test_fast_langdetect_is_bit_for_bit_langdetect(detector: LanguageDetector, s
     ]
     if CORPUS.is_dir():
         corpus = load_corpus(CORPUS)
-        texts += [s for lang in ("en", "fr", "tr", "ar", "fa", "ur", "kmr") for s in corpus[lang][:40]]
-        texts += [short_text(s, n) for lang in ("de", "es", "ar") for n, s in enumerate(corpus[lang][:40])]
+        texts += [s for lang in ("en", "fr", "tr", "ar", "fa", "ur", "kmr")
+                  for s in corpus[lang][:40]]
+        texts += [short_text(s, n) for lang in ("de", "es", "ar")
+                  for n, s in enumerate(corpus[lang][:40])]
     factory = detector._factories[script]
     for text in texts:
         stock, fast = _stock_and_fast(factory, text)

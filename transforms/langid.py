@@ -431,6 +431,9 @@ class _FastDetector(Detector):  # type: ignore[misc]  # langdetect ships no type
     concatenation per character, a method call per random-walk step) is gone.
     """
 
+    text: str
+    max_text_length: int
+
     def append(self, text: str) -> None:
         text = self.URL_RE.sub(" ", text)
         text = self.MAIL_RE.sub(" ", text)
