@@ -17,6 +17,7 @@ demo: install
 	$(BIN)/mediamon run configs/demo.yaml --summary out/demo-summary.json
 
 test: install
+	$(BIN)/python -m mypy pipeline transforms
 	$(BIN)/python -m pytest -q tests
 
 bench: install
