@@ -104,14 +104,14 @@ class CountPerWindow(beam.PTransform):
         if self.trigger is not None:
             windowing.update(trigger=self.trigger, accumulation_mode=AccumulationMode.ACCUMULATING)
         windowed = (articles
-                    | "EventTime" >> beam.Map(stamp)
+                    | "EventTime" >> beam.Map(stamp).with_output_types(Article)
                     | "Window" >> beam.WindowInto(self.window_fn, **windowing))
         counts = (windowed
                   | "KeywordPairs" >> beam.FlatMap(keyword_pairs)
                   | "SumKeywords" >> beam.CombinePerKey(_SumPairs())
-                  | "ToKeywordCount" >> beam.ParDo(_ToKeywordCount()))
+                  | "ToKeywordCount" >> beam.ParDo(_ToKeywordCount()).with_output_types(KeywordCount))
         topics = (windowed
                   | "TopicPairs" >> beam.FlatMap(topic_pairs)
                   | "SumTopics" >> beam.CombinePerKey(sum)
-                  | "ToTopicCount" >> beam.ParDo(_ToTopicCount()))
+                  | "ToTopicCount" >> beam.ParDo(_ToTopicCount()).with_output_types(TopicCount))
         return {"counts": counts, "topics": topics}

@@ -14,13 +14,14 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import apache_beam as beam
-from apache_beam.coders import BooleanCoder
+from apache_beam.coders import BooleanCoder, Coder, NullableCoder, TupleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.typehints import KV
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.records import Article
+from transforms.records import Article, ArticleCoder
 from transforms.timeutil import to_epoch
 
 _DUPLICATES = Metrics.counter("mediamon", "duplicates")
@@ -54,6 +55,9 @@ class _KeepFirst(beam.CombineFn):
 
     def extract_output(self, acc: tuple[Article | None, int]) -> tuple[Article | None, int]:
         return acc
+
+    def get_accumulator_coder(self) -> Coder:
+        return TupleCoder([NullableCoder(ArticleCoder()), VarIntCoder()])
 
 
 def _emit(kept: tuple[str, tuple[Article | None, int]]) -> Iterator[Article]:
@@ -97,9 +101,9 @@ class Deduplicate(beam.PTransform):
         self.ttl = ttl_seconds
 
     def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        keyed = articles | "KeyById" >> beam.Map(lambda a: (a.id, a))
+        keyed = articles | "KeyById" >> beam.Map(lambda a: (a.id, a)).with_output_types(KV[str, Article])
         if self.ttl is None:
             return (keyed
                     | "KeepFirst" >> beam.CombinePerKey(_KeepFirst())
-                    | "CountDuplicates" >> beam.FlatMap(_emit))
-        return keyed | "ExpiringDedup" >> beam.ParDo(_ExpiringDedupFn(self.ttl))
+                    | "CountDuplicates" >> beam.FlatMap(_emit).with_output_types(Article))
+        return keyed | "ExpiringDedup" >> beam.ParDo(_ExpiringDedupFn(self.ttl)).with_output_types(Article)

@@ -46,4 +46,4 @@ class DetectLanguage(beam.PTransform):
         self.fn = _DetectFn(allowed, aliases or {}, second_opinion)
 
     def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        return articles | "Detect" >> beam.ParDo(self.fn)
+        return articles | "Detect" >> beam.ParDo(self.fn).with_output_types(Article)

@@ -44,4 +44,4 @@ class TagTopics(beam.PTransform):
         self.fn = _TagFn(topics, keywords, variants)
 
     def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        return articles | "Tag" >> beam.ParDo(self.fn)
+        return articles | "Tag" >> beam.ParDo(self.fn).with_output_types(Article)
