@@ -1,0 +1,311 @@
+"""Stream benchmark: N items through `mediamon stream` on the Pub/Sub emulator, with on-time windows.
+
+    .venv/bin/python -m benchmarks.stream_bench [--items 6000] [--rate 600] [--window 10]
+
+Starts the emulator (tests/pubsub_emulator.py), makes a topic and subscription, starts
+`mediamon stream` on a generated config (10 s fixed windows, SQLite sinks) as a subprocess and,
+once it is reading, publishes N generated news items (six languages, ~2% re-sent duplicates,
+event time = now) at a steady rate from a batching publisher.  Measured:
+
+- sustained items/s: messages published / time from the first publish until the articles sink
+  holds every distinct article (the stream's summary must agree after SIGTERM);
+- latency from a window's end to its final result in the SQLite counts sink (the sink is polled
+  every 0.1 s; early panes are set longer than a window, so the first row after the window end
+  is the on-time pane; a row that changes later, a late pane, counts from its last change);
+- peak memory of the stream process (VmHWM from /proc/PID/status).
+
+Then SIGTERM: the job must exit 0 with items_read == articles + duplicates + dead_letters + late.
+Beam's local Pub/Sub reader pulls 10 messages per bundle: expect a ceiling near 600-700 items/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tests.pubsub_emulator import start_emulator, stop_emulator
+
+PROJECT = "mediamon-bench"
+TOPIC = f"projects/{PROJECT}/topics/items"
+SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/items"
+
+# (language, title template, summary template); {place} and {n} are filled in per item.
+STORIES: list[tuple[str, str, str]] = [
+    ("en", "Raqqa offensive: SDF fighters advance on {place}",
+     "The Syrian Democratic Forces said {n} civilians left {place} as the battle for Raqqa went on."),
+    ("en", "Election officials count ballots in {place} after record turnout",
+     "Turnout reached {n} percent; results are expected overnight, officials in {place} said."),
+    ("en", "Floods force {n} families from their homes near {place}",
+     "Rescue teams worked through the night as the river rose again near {place}."),
+    ("fr", "Raqqa : les FDS progressent vers {place}",
+     "Les Forces démocratiques syriennes annoncent que {n} civils ont quitté {place} pendant la bataille."),
+    ("fr", "Élections : le dépouillement se poursuit à {place}",
+     "La participation atteint {n} pour cent, selon la préfecture de {place}."),
+    ("ar", "قوات سوريا الديمقراطية تتقدم في الرقة قرب {place}",
+     "قالت قوات سوريا الديمقراطية إن {n} مدنيا غادروا {place} مع استمرار المعارك في الرقة."),
+    ("ar", "فيضانات تجبر {n} عائلة على مغادرة منازلها قرب {place}",
+     "عملت فرق الإنقاذ طوال الليل مع ارتفاع منسوب النهر مرة أخرى."),
+    ("tr", "Rakka'da SDG güçleri {place} yakınlarında ilerliyor",
+     "Suriye Demokratik Güçleri, {place} çevresindeki çatışmalarda {n} sivilin bölgeden ayrıldığını açıkladı."),
+    ("es", "Inundaciones obligan a {n} familias a abandonar sus casas cerca de {place}",
+     "Los equipos de rescate trabajaron toda la noche mientras el río volvía a crecer."),
+    ("de", "Wahl in {place}: Auszählung dauert nach Rekordbeteiligung an",
+     "Die Wahlbeteiligung lag bei {n} Prozent, teilte die Stadtverwaltung von {place} mit."),
+]
+PLACES = ["Tabqa", "Ain Issa", "Deir ez-Zor", "Kobani", "Manbij", "Hasakah", "Qamishli", "Aleppo"]
+SOURCES = ["wire-en", "journal-fr", "akhbar-ar", "haber-tr", "noticias-es", "zeitung-de", "aggregator"]
+
+CONFIG = """name: stream-bench
+sources:
+  pubsub: {{subscription: {subscription}}}
+poll: {{topic: {topic}}}
+language: {{allowed: [en, fr, ar, tr, es, de]}}
+topics:
+  - {{id: raqqa-offensive, name: Raqqa offensive, query: '(Raqqa OR Rakka OR الرقة) AND (battle OR bataille OR المعارك OR çatışmalarda OR offensive)'}}
+  - {{id: elections, name: Elections, query: 'election OR élections OR Wahl OR ballots OR dépouillement'}}
+keywords:
+  - {{id: raqqa, forms: [Raqqa, Rakka, الرقة]}}
+  - {{id: sdf, forms: [SDF, Syrian Democratic Forces, FDS, Forces démocratiques syriennes, SDG, قوات سوريا الديمقراطية]}}
+  - {{id: floods, forms: [floods, inundaciones, فيضانات]}}
+windows: {{size: {window}s, allowed_lateness: {lateness}s, early: {early}s}}
+dedup: {{ttl: 1h}}
+sinks:
+  - {{type: sqlite, path: out/stream.db, what: counts}}
+  - {{type: sqlite, path: out/stream.db, what: topics}}
+  - {{type: sqlite, path: out/stream.db, what: articles}}
+  - {{type: sqlite, path: out/stream.db, what: dead_letters}}
+"""
+
+
+def make_items(n: int, duplicate_every: int, seed: int = 6) -> list[dict[str, Any] | None]:
+    """n slots: a new item (dict without `published`), or None = re-send an earlier item."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any] | None] = []
+    for i in range(n):
+        if duplicate_every and i % duplicate_every == duplicate_every - 1:
+            out.append(None)
+            continue
+        lang, title, summary = STORIES[i % len(STORIES)]
+        place, number = rng.choice(PLACES), rng.randint(12, 4800)
+        source = SOURCES[i % len(SOURCES)]
+        item = {"id": f"https://{source}.example/story/{i}", "url": f"https://{source}.example/story/{i}",
+                "title": title.format(place=place, n=number), "summary": summary.format(place=place, n=number),
+                "source": source}
+        if i % 3 == 0:
+            item["language"] = lang              # some feeds declare their language, most do not
+        out.append(item)
+    return out
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def publish(items: list[dict[str, Any] | None], rate: float) -> tuple[float, float, int]:
+    """Publish at `rate` msgs/s (event time = now); return (first publish, last accepted, distinct)."""
+    from google.cloud import pubsub_v1
+    client = pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=100, max_latency=0.02))
+    rng = random.Random(7)
+    sent: list[dict[str, Any]] = []
+    futures = []
+    started = time.monotonic()
+    for i, slot in enumerate(items):
+        delay = started + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if slot is None:
+            item = dict(rng.choice(sent[-200:]))     # the same story again, a little later
+        else:
+            item = dict(slot)
+            item["published"] = iso_now()
+            sent.append(item)
+        data = json.dumps(item, ensure_ascii=False).encode("utf-8")
+        futures.append(client.publish(TOPIC, data, id=item["id"], source=item["source"],
+                                      published=item["published"]))
+    for future in futures:
+        future.result(timeout=60)
+    last = time.monotonic()
+    client.stop()
+    return started, last, len(sent)
+
+
+class SinkWatcher:
+    """Polls the SQLite sink: when each window's count rows last changed; the articles written."""
+
+    def __init__(self, db: Path, every: float = 0.1) -> None:
+        self.db = db
+        self.every = every
+        self.rows: dict[tuple[str, str, str], tuple[int, int]] = {}
+        self.changed: dict[str, float] = {}        # window_end -> wall time of its last change
+        self.articles = 0
+        self.articles_at = 0.0                     # monotonic time articles last grew
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="sink-watcher", daemon=True)
+
+    def _poll(self) -> None:
+        if not self.db.exists():
+            return
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as conn:
+            try:
+                counts = conn.execute("SELECT window_end, keyword, language, articles, mentions FROM counts").fetchall()
+                articles = int(conn.execute("SELECT COUNT(*) FROM articles").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return                             # the sink has not made its tables yet
+                raise
+        seen = time.time()
+        for end, keyword, language, n, mentions in counts:
+            key = (end, keyword, language)
+            if self.rows.get(key) != (n, mentions):
+                self.rows[key] = (n, mentions)
+                self.changed[end] = seen
+        if articles != self.articles:
+            self.articles, self.articles_at = articles, time.monotonic()
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.wait(self.every):
+                self._poll()
+        except BaseException as exc:  # re-raised by the benchmark after join
+            self.error = exc
+
+    def latencies(self) -> list[float]:
+        ends = {end: datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp() for end in self.changed}
+        return [self.changed[end] - ends[end] for end in sorted(self.changed)]
+
+
+def vm_hwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen: list[str]) -> None:
+    """Read the job's stderr until a line contains `needle` (lines kept in `seen`)."""
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError("the stream job exited early:\n" + "".join(seen[-40:]))
+        seen.append(line)
+        if needle in line:
+            return
+    raise RuntimeError(f"no {needle!r} from the stream job within {timeout:g}s")
+
+
+def bench(n: int, rate: float, window: float, work: Path) -> dict[str, Any]:
+    from pipeline.pubsub_admin import ensure_subscription
+    ensure_subscription(SUBSCRIPTION, TOPIC)
+    config = work / "stream-bench.yaml"
+    # lateness: SplitLate calls an item late within 30 s of its window's close; 10 min leaves room
+    # for a backlog when the job is slower than the publisher (items are still "now" when sent)
+    config.write_text(CONFIG.format(subscription=SUBSCRIPTION, topic=TOPIC, window=int(window),
+                                    lateness=600, early=int(window) * 6), encoding="utf-8")
+    summary_path = work / "summary.json"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "stream", str(config), "--summary", str(summary_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=work)
+    log: list[str] = []
+    try:
+        wait_for_line(proc, "reading ", 120, log)
+        drain = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+        drain.start()
+        time.sleep(3.0)                          # let the first pulls and heartbeats go through
+        watcher = SinkWatcher(work / "out" / "stream.db")
+        watcher.thread.start()
+        peak = vm_hwm_mb(proc.pid)
+        first, last_published, distinct = publish(make_items(n, duplicate_every=50), rate)
+        deadline = time.monotonic() + 120 + n / 20
+        while watcher.articles < distinct and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("the stream job exited early:\n" + "".join(log[-40:]))
+            peak = max(peak, vm_hwm_mb(proc.pid))
+            time.sleep(0.2)
+        all_counted = watcher.articles_at
+        time.sleep(window + 8.0)                 # the last window closes, its on-time pane is written
+        peak = max(peak, vm_hwm_mb(proc.pid))
+        proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        code = proc.wait(timeout=60)
+        stop_seconds = time.monotonic() - stopped
+        watcher.stop.set()
+        watcher.thread.join(timeout=10)
+        if watcher.error is not None:
+            raise watcher.error
+        watcher._poll()
+        load = os.getloadavg()[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if code != 0:
+        raise RuntimeError(f"stream exited {code}:\n" + "".join(log[-40:]))
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    latencies = watcher.latencies()
+    return {"items": n, "rate": rate, "distinct": distinct, "publish_seconds": last_published - first,
+            "counted": watcher.articles, "seconds": all_counted - first, "summary": summary,
+            "latencies": latencies, "peak_mb": peak, "stop_seconds": stop_seconds, "load": load}
+
+
+def table(r: dict[str, Any]) -> str:
+    s = r["summary"]
+    balanced = s["items_read"] == s["articles"] + s["duplicates"] + s["dead_letters"] + s["late"]
+    lat = r["latencies"]
+    rows = [
+        ("items published (target rate)", f"{r['items']} at {r['rate']:g}/s, sent in {r['publish_seconds']:.1f} s"),
+        ("sustained throughput", f"{s['items_read'] / r['seconds']:.0f} items/s "
+                                 f"({s['items_read']} items in {r['seconds']:.1f} s, first publish to all counted)"),
+        ("window end -> final count in SQLite", f"median {statistics.median(lat):.2f} s, max {max(lat):.2f} s "
+                                                f"({len(lat)} windows of {r['window']:g} s)" if lat else "no windows"),
+        ("peak memory of the stream process (VmHWM)", f"{r['peak_mb']:.0f} MB"),
+        ("machine", f"{os.cpu_count()} CPUs, load average {r['load']:.1f} at the end"),
+        ("SIGTERM to exit", f"{r['stop_seconds']:.1f} s"),
+        ("summary", f"{s['items_read']} read = {s['articles']} articles + {s['duplicates']} duplicates + "
+                    f"{s['dead_letters']} dead letters + {s['late']} late: "
+                    + ("balanced" if balanced else "NOT BALANCED")),
+    ]
+    return "| measure | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=6000)
+    parser.add_argument("--rate", type=float, default=600.0, help="messages per second to publish")
+    parser.add_argument("--window", type=float, default=10.0, help="fixed window size, seconds")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="stream-bench-") as tmp:
+        work = Path(tmp)
+        emulator, host = start_emulator(work / "emulator.log")
+        os.environ["PUBSUB_EMULATOR_HOST"] = host     # before any client is made (also for the job)
+        try:
+            result = bench(args.items, args.rate, args.window, work)
+        finally:
+            stop_emulator(emulator)
+    result["window"] = args.window
+    print(table(result), end="")
+    s = result["summary"]
+    ok = (s["items_read"] == result["items"]
+          and s["items_read"] == s["articles"] + s["duplicates"] + s["dead_letters"] + s["late"])
+    if not ok:
+        print(f"expected {result['items']} items read, all accounted for: {s}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
