@@ -257,8 +257,56 @@ class WriteSink(beam.PTransform):
         if self.streaming:
             return lines | "Batch" >> _batch(True) | "Append" >> beam.ParDo(_AppendLinesFn(str(sink.path), header))
         sink.path.parent.mkdir(parents=True, exist_ok=True)
+        # Shards per bundle (no grouping of every line under one key, which would hold the
+        # whole output in memory); a local run merges them into one file at `path` afterwards.
         return lines | "Write" >> beam.io.WriteToText(
-            str(sink.path), shard_name_template="", num_shards=1, header=header)
+            str(sink.path), shard_name_template=SHARD_TEMPLATE, header=header)
+
+
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+_SHARD_GLOB = "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]"
+
+
+def shard_files(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(path.name + _SHARD_GLOB))
+
+
+def clear_shards(paths: Iterable[Path]) -> None:
+    """Shards left by a run that died before merging must not join the next run's file."""
+    for path in paths:
+        for shard in shard_files(path):
+            shard.unlink()
+
+
+def merge_shards(path: Path, header: str | None = None) -> None:
+    """Concatenate `path-NNNNN-of-NNNNN` into `path` (one header), atomically; remove shards."""
+    shards = shard_files(path)
+    tmp = path.with_name(path.name + ".merging")
+    with tmp.open("wb") as out:
+        if header:
+            out.write(header.encode("utf-8") + b"\n")
+        for shard in shards:
+            with shard.open("rb") as part:
+                if header:
+                    first = part.readline()
+                    if first.rstrip(b"\r\n") != header.encode("utf-8"):
+                        out.write(first)
+                while chunk := part.read(1 << 20):
+                    out.write(chunk)
+    tmp.replace(path)
+    for shard in shards:
+        shard.unlink()
+
+
+def file_sinks(sinks: Iterable[SinkConfig]) -> list[SinkConfig]:
+    return [s for s in sinks if s.type in ("jsonl", "csv") and s.path is not None]
+
+
+def finish_file_sinks(sinks: Iterable[SinkConfig]) -> None:
+    """After a batch run: each JSONL/CSV sink becomes one file at its path."""
+    for sink in file_sinks(sinks):
+        assert sink.path is not None
+        merge_shards(sink.path, csv_header(sink.what) if sink.type == "csv" else None)
 
 
 class _BundleBatchFn(beam.DoFn):

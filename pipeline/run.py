@@ -21,7 +21,8 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipeline.config import Config, UsageError
 from pipeline.graph import apply_stages, counted_dead_letters, write_sinks
-from pipeline.io import PostAlerts, ReadJsonlItems, WriteSink, fetch_documents
+from pipeline.io import (PostAlerts, ReadJsonlItems, WriteSink, clear_shards, fetch_documents, file_sinks,
+                         finish_file_sinks)
 from transforms.alerting import DetectSpikes
 from transforms.records import DeadLetter, FeedDocument
 
@@ -151,6 +152,7 @@ def run_batch(config: Config, beam_args: Sequence[str] = (), progress: bool = Tr
     if config.sources.feeds or config.sources.opml:
         docs, fetch_dead, summary.feeds = fetch_documents(config, store=None, progress=progress)
     p = new_pipeline(config, beam_args)
+    clear_shards(s.path for s in file_sinks(config.sinks) if s.path is not None)
     items, extra_dead = batch_items(p, config, docs, fetch_dead)
     outputs = apply_stages(items, config, extra_dead=extra_dead)
     if config.alerts:
@@ -160,6 +162,7 @@ def run_batch(config: Config, beam_args: Sequence[str] = (), progress: bool = Tr
     write_sinks(outputs, config)
     result = p.run()
     result.wait_until_finish()
+    finish_file_sinks(config.sinks)
     read_metrics(result, summary)
     summary.sinks = sink_paths(config)
     summary.seconds = time.monotonic() - started

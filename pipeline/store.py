@@ -39,7 +39,8 @@ import apache_beam as beam
 
 from pipeline.config import Config, SinkConfig, UsageError
 from pipeline.graph import Outputs, apply_stages, write_sinks
-from pipeline.io import WriteSink, fetch_documents
+from pipeline.io import (SHARD_TEMPLATE, WriteSink, clear_shards, fetch_documents, file_sinks,
+                         finish_file_sinks, merge_shards)
 from pipeline.run import Summary, batch_items, new_pipeline, read_metrics, sink_paths, write_alerts
 from transforms.alerting import DetectSpikes
 from transforms.counts import CountPerWindow, windows_of
@@ -286,7 +287,7 @@ class _WriteStaging(beam.PTransform):
     def expand(self, records: beam.PCollection) -> Any:
         return (records
                 | "ToLine" >> beam.Map(self.to_line)
-                | "WriteStaging" >> beam.io.WriteToText(str(self.path), shard_name_template="", num_shards=1))
+                | "WriteStaging" >> beam.io.WriteToText(str(self.path), shard_name_template=SHARD_TEMPLATE))
 
 
 def _read_staging(path: Path) -> Iterator[Article]:
@@ -308,6 +309,7 @@ def _recount_and_export(config: Config, store: ArticleStore, beam_args: Sequence
     if not windows and not to_export and not dead_files:
         return [], []
     p = new_pipeline(config, beam_args)
+    clear_shards(s.path for s in file_sinks(config.sinks) if s.path is not None)
     stored = p | "StoredArticles" >> beam.Create(in_windows, reshuffle=False)
     if retag:
         stored = stored | "Retag" >> TagTopics(config.topics, config.keywords, config.variants)
@@ -329,6 +331,7 @@ def _recount_and_export(config: Config, store: ArticleStore, beam_args: Sequence
     for i, sink in enumerate(_store_sinks(config, ("counts", "topics"))):
         (counts if sink.what == "counts" else topics) | f"Store{i}" >> WriteSink(sink)
     p.run().wait_until_finish()
+    finish_file_sinks(config.sinks)
     for path in dead_files:
         path.unlink(missing_ok=True)
     return windows, [a.id for a in to_export]
@@ -379,6 +382,8 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
             outputs.dead_letters | "StageDead" >> _WriteStaging(dead_staging, _dead_line)
             result = p.run()
             result.wait_until_finish()
+            merge_shards(staging)
+            merge_shards(dead_staging)
             read_metrics(result, summary)
             crash_point("before_commit")
             staged = list(_read_staging(staging))

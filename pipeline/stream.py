@@ -103,7 +103,7 @@ def larger_pubsub_pulls() -> None:
     and each bundle costs ~0.2 s of fixed work: 100 per pull lifts throughput about six-fold
     (benchmarks/STREAMING.md). Idempotent; touches only the local runner's reader."""
     from apache_beam.runners.direct import transform_evaluator as te
-    reader = te._PubSubReadEvaluator
+    reader: Any = te._PubSubReadEvaluator
     if getattr(reader._get_subscriber_client, "_mediamon_larger_pulls", False):
         return
     original = reader._get_subscriber_client.__func__
