@@ -21,4 +21,8 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 bench: install
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.pipeline_bench
+	$(BIN)/python -m benchmarks.langid_bench
+	$(BIN)/python -m benchmarks.topics_bench --articles 20000
+	$(BIN)/python -m benchmarks.fetch_bench
+	$(BIN)/python -m benchmarks.stream_bench

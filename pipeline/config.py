@@ -467,6 +467,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         elif stype in SINK_TYPES:
             if not isinstance(s.get("path"), str):
                 chk.err(f"{spath_}.path", f"a {stype} sink needs a file path")
+            elif "://" in s["path"]:
+                chk.err(f"{spath_}.path", f"{stype} sinks write local files; {s['path']!r} is a URL "
+                        "(on a distributed runner use a pubsub sink, or a path on a shared file system)")
             if "topic" in s:
                 chk.err(f"{spath_}.topic", f"a {stype} sink takes 'path', not 'topic'")
         if stype in SINK_TYPES and what in SINK_WHATS:

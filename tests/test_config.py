@@ -103,3 +103,8 @@ def test_pubsub_names_need_a_real_project_id(tmp_path: Path) -> None:
     assert any(k == "sources.pubsub.subscription" and "project id" in m for k, _, m in found)
     ok = write(tmp_path, "sources:\n  pubsub: {subscription: projects/mediamon-demo/subscriptions/items}\n")
     assert load_config(ok).sources.pubsub is not None
+
+
+def test_file_sink_urls_are_refused_not_written_locally(tmp_path: Path) -> None:
+    found = problems(tmp_path, "sinks:\n  - {type: jsonl, path: 'gs://bucket/a.jsonl', what: articles}\n")
+    assert any(k == "sinks[0].path" and "URL" in m for k, _, m in found)
