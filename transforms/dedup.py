@@ -1,8 +1,9 @@
 """Stage 2, Deduplicate: Articles -> the first-seen Article per id (+ counted duplicates).
 
-Batch (`Deduplicate()`): a combine per id keeps one article per id, chosen deterministically
+Batch (`Deduplicate()`): a group by id keeps one article per id, chosen deterministically
 (earliest fetch, then earliest publication, then source and url), and counts the others in
-the metric `duplicates`.  Lifting the combine before the shuffle keeps it cheap.
+the metric `duplicates`.  Articles cross the shuffle as compressed bytes: the local runners
+keep a whole shuffle in memory as Python objects, and bytes are about a fifth of the size.
 
 Streaming (`Deduplicate(ttl_seconds=...)`): a stateful DoFn per id in the global window
 remembers each id until `ttl` after the article's published time (event time), then
@@ -11,10 +12,11 @@ Duplicates are expected discards: counted, never dead-lettered.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+import zlib
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
-from apache_beam.coders import BooleanCoder, Coder, NullableCoder, TupleCoder, VarIntCoder
+from apache_beam.coders import BooleanCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
@@ -32,40 +34,24 @@ def preference(article: Article) -> tuple[str, str, str, str]:
     return (article.fetched, article.published, article.source, article.url)
 
 
-class _KeepFirst(beam.CombineFn):
-    """Accumulator: (best article so far, how many copies seen)."""
-
-    def create_accumulator(self) -> tuple[Article | None, int]:
-        return (None, 0)
-
-    def add_input(self, acc: tuple[Article | None, int], article: Article) -> tuple[Article | None, int]:
-        best, n = acc
-        if best is None or preference(article) < preference(best):
-            best = article
-        return (best, n + 1)
-
-    def merge_accumulators(self, accs: list[tuple[Article | None, int]]) -> tuple[Article | None, int]:
-        best: Article | None = None
-        total = 0
-        for candidate, n in accs:
-            total += n
-            if candidate is not None and (best is None or preference(candidate) < preference(best)):
-                best = candidate
-        return (best, total)
-
-    def extract_output(self, acc: tuple[Article | None, int]) -> tuple[Article | None, int]:
-        return acc
-
-    def get_accumulator_coder(self) -> Coder:
-        return TupleCoder([NullableCoder(ArticleCoder()), VarIntCoder()])
+_CODER = ArticleCoder()
 
 
-def _emit(kept: tuple[str, tuple[Article | None, int]]) -> Iterator[Article]:
-    _, (article, copies) = kept
-    if copies > 1:
-        _DUPLICATES.inc(copies - 1)
-    if article is not None:
-        yield article
+def pack(article: Article) -> bytes:
+    """An article as compressed bytes: what waits in the local runner's shuffle buffer."""
+    return zlib.compress(_CODER.encode(article), 1)
+
+
+def unpack(data: bytes) -> Article:
+    return _CODER.decode(zlib.decompress(data))
+
+
+def _keep_first(grouped: tuple[str, Iterable[bytes]]) -> Iterator[Article]:
+    _, packed = grouped
+    copies = [unpack(p) for p in packed]
+    if len(copies) > 1:
+        _DUPLICATES.inc(len(copies) - 1)
+    yield min(copies, key=preference)
 
 
 class _ExpiringDedupFn(beam.DoFn):
@@ -101,9 +87,12 @@ class Deduplicate(beam.PTransform):
         self.ttl = ttl_seconds
 
     def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        keyed = articles | "KeyById" >> beam.Map(lambda a: (a.id, a)).with_output_types(KV[str, Article])
         if self.ttl is None:
-            return (keyed
-                    | "KeepFirst" >> beam.CombinePerKey(_KeepFirst())
-                    | "CountDuplicates" >> beam.FlatMap(_emit).with_output_types(Article))
+            # The local runners hold a whole shuffle in memory, as Python objects: grouping
+            # compressed bytes instead of decoded articles keeps 1,000,000 articles under 2 GB.
+            return (articles
+                    | "Pack" >> beam.Map(lambda a: (a.id, pack(a))).with_output_types(KV[str, bytes])
+                    | "GroupById" >> beam.GroupByKey()
+                    | "KeepFirst" >> beam.FlatMap(_keep_first).with_output_types(Article))
+        keyed = articles | "KeyById" >> beam.Map(lambda a: (a.id, a)).with_output_types(KV[str, Article])
         return keyed | "ExpiringDedup" >> beam.ParDo(_ExpiringDedupFn(self.ttl)).with_output_types(Article)
