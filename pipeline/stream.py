@@ -101,7 +101,7 @@ class _LargerPulls:
 def larger_pubsub_pulls() -> None:
     """The local runner's Pub/Sub reader pulls 10 messages per bundle (hard-coded in Beam 2.77),
     and each bundle costs ~0.2 s of fixed work: 100 per pull lifts throughput about six-fold
-    (benchmarks/STREAMING.md). Idempotent; touches only the local runner's reader."""
+    (benchmarks/README.md). Idempotent; touches only the local runner's reader."""
     from apache_beam.runners.direct import transform_evaluator as te
     reader: Any = te._PubSubReadEvaluator
     if getattr(reader._get_subscriber_client, "_mediamon_larger_pulls", False):
