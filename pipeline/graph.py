@@ -25,8 +25,8 @@ from transforms.topics import TagTopics
 @dataclass
 class Outputs:
     articles: beam.PCollection
-    counts: beam.PCollection
-    topics: beam.PCollection
+    counts: beam.PCollection | None       # None when the caller counts elsewhere
+    topics: beam.PCollection | None
     dead_letters: beam.PCollection
 
 
@@ -40,8 +40,11 @@ def _count(namespace: str, name: str) -> Any:
 
 
 def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = False,
-                 extra_dead: Sequence[beam.PCollection] = (), trigger: Any = None) -> Outputs:
-    """FeedDocument | RawItem -> articles, keyword counts, topic counts, dead letters."""
+                 extra_dead: Sequence[beam.PCollection] = (), trigger: Any = None,
+                 counts: bool = True) -> Outputs:
+    """FeedDocument | RawItem -> articles, keyword counts, topic counts, dead letters.
+
+    `counts=False` stops after tagging (a stateful run recounts from its store instead)."""
     parsed = items | "ParseFeedItems" >> ParseFeedItems()
     fresh = parsed.articles
     if streaming:  # before dedup and windowing: Beam would drop a late article silently
@@ -54,11 +57,13 @@ def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = F
                                                      config.language.second_opinion)
                 | "TagTopics" >> TagTopics(config.topics, config.keywords, config.variants)
                 | "CountArticles" >> beam.Map(_count("mediamon", "articles")))
-    counted = articles | "CountPerWindow" >> CountPerWindow(
-        config.windows.size, config.windows.period, config.windows.allowed_lateness, trigger=trigger)
     dead = ((parsed[ParseFeedItems.DEAD], *extra_dead)
             | "FlattenDeadLetters" >> beam.Flatten()
             | "CountDeadLetters" >> beam.Map(_count("mediamon", "dead_letters")))
+    if not counts:
+        return Outputs(articles=articles, counts=None, topics=None, dead_letters=dead)
+    counted = articles | "CountPerWindow" >> CountPerWindow(
+        config.windows.size, config.windows.period, config.windows.allowed_lateness, trigger=trigger)
     return Outputs(articles=articles, counts=counted["counts"], topics=counted["topics"], dead_letters=dead)
 
 
@@ -68,9 +73,10 @@ def write_sinks(outputs: Outputs, config: Config, *, streaming: bool = False,
     by_what = {"articles": outputs.articles, "counts": outputs.counts, "topics": outputs.topics,
                "dead_letters": outputs.dead_letters}
     for i, sink in enumerate(config.sinks):
-        if sink.what in skip or sink.what not in by_what:
+        records = by_what.get(sink.what)
+        if sink.what in skip or records is None:
             continue
-        by_what[sink.what] | f"Sink{i}:{sink.name}" >> WriteSink(sink, streaming=streaming)
+        records | f"Sink{i}:{sink.name}" >> WriteSink(sink, streaming=streaming)
 
 
 def counted_dead_letters(p: beam.Pipeline, dead: list[DeadLetter], label: str) -> beam.PCollection:

@@ -376,7 +376,7 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
             staging = _staging(config, run, "articles")
             p = new_pipeline(config, beam_args)
             items, extra = batch_items(p, config, docs, fetch_dead)
-            outputs = apply_stages(items, config, extra_dead=extra)
+            outputs = apply_stages(items, config, extra_dead=extra, counts=False)
             outputs.articles | "Stage" >> _WriteStaging(staging, _article_line)
             dead_staging = _staging(config, run, "dead_letters.partial")
             outputs.dead_letters | "StageDead" >> _WriteStaging(dead_staging, _dead_line)
