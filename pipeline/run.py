@@ -25,6 +25,7 @@ from pipeline.io import (PostAlerts, ReadJsonlItems, WriteSink, clear_shards, fe
                          finish_file_sinks)
 from transforms.alerting import DetectSpikes
 from transforms.records import DeadLetter, FeedDocument
+from transforms.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,16 @@ def new_pipeline(config: Config, beam_args: Sequence[str]) -> beam.Pipeline:
 
 def batch_items(p: beam.Pipeline, config: Config, docs: list[FeedDocument],
                 fetch_dead: list[DeadLetter]) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """The batch sources as one PCollection of items, and the driver's fetch dead letters."""
+    """The batch sources as one PCollection of items, and the driver's dead letters (feeds that
+    could not be fetched, JSONL files that are not there: each one item and one dead letter)."""
     parts = []
     if docs:
         parts.append(p | "FeedDocuments" >> beam.Create(docs, reshuffle=False))
-    if config.sources.jsonl:
-        parts.append(p | "JsonlItems" >> ReadJsonlItems(config.sources.jsonl))
+    readable = [path for path in config.sources.jsonl if path.is_file()]
+    fetch_dead = fetch_dead + [DeadLetter.of("read", "JSONL source file not found", path.name, str(path), now_iso())
+                               for path in config.sources.jsonl if not path.is_file()]
+    if readable:
+        parts.append(p | "JsonlItems" >> ReadJsonlItems(readable))
     if not parts:
         parts.append(p | "NoItems" >> beam.Create([]))
     items = parts | "AllItems" >> beam.Flatten() if len(parts) > 1 else parts[0]

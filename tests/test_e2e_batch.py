@@ -126,3 +126,15 @@ sinks:
     [count] = read_jsonl(tmp_path / "counts.jsonl")
     assert (count["keyword"], count["language"], count["articles"], count["mentions"]) == ("raqqa", "ar", 1, 9)
     assert (count["window_start"], count["window_end"]) == ("2017-10-15T09:00:00Z", "2017-10-15T10:00:00Z")
+
+
+def test_missing_jsonl_source_is_one_item_and_one_dead_letter(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("""
+sources: {jsonl: [missing.jsonl]}
+sinks: [{type: jsonl, path: dead.jsonl, what: dead_letters}]
+""", encoding="utf-8")
+    assert main(["run", str(tmp_path / "c.yaml"), "--quiet", "--summary", str(tmp_path / "s.json")]) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert (summary["items_read"], summary["dead_letters"]) == (1, 1)
+    [dead] = read_jsonl(tmp_path / "dead.jsonl")
+    assert dead["stage"] == "read" and dead["source"] == "missing.jsonl"
