@@ -30,8 +30,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import socket
+
 import requests
 import urllib3
+import urllib3.connection
+import urllib3.connectionpool
+from requests.adapters import HTTPAdapter
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
@@ -190,6 +195,76 @@ def _read_capped(response: requests.Response, settings: FetchSettings, started: 
     return b"".join(chunks)
 
 
+# --- a deadline for the whole request, headers included --------------------------------------
+# Timeouts apply to each socket read, so a server that drips its status line and headers a byte
+# at a time would never time out. Each worker thread records the sockets its connections open;
+# a watchdog timer shuts them down when a feed's deadline passes, which ends any blocked read.
+
+_THREAD_SOCKETS = threading.local()
+
+
+def _thread_sockets() -> set[socket.socket]:
+    found: set[socket.socket] | None = getattr(_THREAD_SOCKETS, "sockets", None)
+    if found is None:
+        found = _THREAD_SOCKETS.sockets = set()
+    return found
+
+
+class _TrackedHTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _thread_sockets().add(sock)
+        return sock
+
+
+class _TrackedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _thread_sockets().add(sock)
+        return sock
+
+
+class _TrackedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _TrackedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+class _TrackedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+class _Watchdog:
+    """Shuts down this thread's sockets if the request is still running at the deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._sockets = _thread_sockets()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        for sock in list(self._sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError as error:  # already closed by its connection: nothing left to end
+                log.debug("deadline: socket already closed (%s)", error)
+
+    def __enter__(self) -> "_Watchdog":
+        for sock in [s for s in self._sockets if s.fileno() == -1]:
+            self._sockets.discard(sock)  # closed since: forget it
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
 class _Sessions:
     """One requests.Session per worker thread (connection reuse), all closed at the end."""
 
@@ -203,6 +278,8 @@ class _Sessions:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            session.mount("http://", _TrackedAdapter())
+            session.mount("https://", _TrackedAdapter())
             session.max_redirects = self.settings.max_redirects
             session.headers["User-Agent"] = self.settings.user_agent
             session.headers["Accept"] = ("application/rss+xml, application/atom+xml, "
@@ -228,6 +305,19 @@ def _get(url: str, state: FeedState, settings: FetchSettings, pacer: _HostPacer,
     if state.last_modified:
         headers["If-Modified-Since"] = state.last_modified
     pacer.wait(_host(url))
+    watchdog = _Watchdog(settings.deadline)
+    try:
+        with watchdog:
+            return _request(url, headers, settings, sessions)
+    except _FetchError as error:
+        if watchdog.fired:
+            raise _FetchError(f"too slow: no complete answer after {settings.deadline:g} s",
+                              error.http_status) from error
+        raise
+
+
+def _request(url: str, headers: dict[str, str], settings: FetchSettings,
+             sessions: _Sessions) -> _Response:
     started = time.monotonic()
     try:
         with sessions.get().get(url, headers=headers, stream=True, allow_redirects=True,

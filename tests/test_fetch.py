@@ -210,6 +210,39 @@ def test_slow_drip_hits_the_deadline(feed_server: FeedServer) -> None:
     assert outcome.status == "error" and "too slow" in (outcome.error or "")
 
 
+def test_headers_dripped_a_byte_at_a_time_hit_the_deadline() -> None:
+    """Read timeouts apply per socket read: only the deadline stops a server that drips its
+    status line and headers (a slowloris answer) while staying under the read timeout."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nX-Pad: " + b"a" * 400:
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    server = threading.Thread(target=drip, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/feed.xml"
+    try:
+        outcome = fetch_one(url, settings=FetchSettings(timeout=5, deadline=1.5, per_host_delay=0))
+    finally:
+        stop.set()
+        listener.close()
+    assert outcome.status == "error" and "too slow" in (outcome.error or ""), outcome
+
+
 def test_endless_body_hits_the_size_cap(feed_server: FeedServer) -> None:
     url = feed_server.route("/endless.xml", Route(endless=True))
     outcome = fetch_one(url, settings=FetchSettings(max_bytes=2**20, per_host_delay=0))
