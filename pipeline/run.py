@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -24,7 +24,7 @@ from pipeline.graph import apply_stages, counted_dead_letters, write_sinks
 from pipeline.io import (PostAlerts, ReadJsonlItems, WriteSink, clear_shards, fetch_documents, file_sinks,
                          finish_file_sinks)
 from transforms.alerting import DetectSpikes
-from transforms.records import DeadLetter, FeedDocument
+from transforms.records import Article, DeadLetter, FeedDocument
 from transforms.timeutil import now_iso
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,13 @@ class Summary:
     sinks: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     feeds: dict[str, int] = field(default_factory=dict)
+
+    def count_articles(self, articles: Iterable[Article]) -> None:
+        """Per-language and per-topic totals from the articles themselves (not from metrics)."""
+        for article in articles:
+            self.by_language[article.language] = self.by_language.get(article.language, 0) + 1
+            for topic in article.topics:
+                self.by_topic[topic] = self.by_topic.get(topic, 0) + 1
 
     def balanced(self) -> bool:
         return self.items_read == self.articles + self.duplicates + self.dead_letters + self.late
@@ -95,16 +102,25 @@ def default_runner(beam_args: Sequence[str], config: Config, streaming: bool) ->
     return FnApiRunner()
 
 
-def read_metrics(result: PipelineResult, summary: Summary) -> None:
+def metric_counters(result: PipelineResult) -> dict[str, int]:
+    """Every Beam counter as `namespace/name` -> value (committed where the runner has it)."""
+    out: dict[str, int] = {}
     for counter in result.metrics().query(MetricsFilter())["counters"]:
-        ns, name = counter.key.metric.namespace, counter.key.metric.name
         value = counter.committed if counter.committed is not None else counter.attempted
+        key = f"{counter.key.metric.namespace}/{counter.key.metric.name}"
+        out[key] = out.get(key, 0) + int(value or 0)
+    return out
+
+
+def read_metrics(result: PipelineResult, summary: Summary) -> None:
+    for key, value in metric_counters(result).items():
+        ns, name = key.split("/", 1)
         if ns == "mediamon" and name in ("items_read", "articles", "duplicates", "dead_letters", "late"):
-            setattr(summary, name, getattr(summary, name) + int(value))
+            setattr(summary, name, getattr(summary, name) + value)
         elif ns == "by_language":
-            summary.by_language[name] = summary.by_language.get(name, 0) + int(value)
+            summary.by_language[name] = summary.by_language.get(name, 0) + value
         elif ns == "by_topic":
-            summary.by_topic[name] = summary.by_topic.get(name, 0) + int(value)
+            summary.by_topic[name] = summary.by_topic.get(name, 0) + value
 
 
 def sink_paths(config: Config) -> dict[str, str]:
@@ -122,10 +138,10 @@ def write_alerts(alerts: beam.PCollection, outputs: Any, config: Config, label: 
         outputs.dead_letters = (outputs.dead_letters, failed) | f"{label}WithWebhookFailures" >> beam.Flatten()
 
 
-def new_pipeline(config: Config, beam_args: Sequence[str]) -> beam.Pipeline:
-    runner = default_runner(beam_args, config, streaming=False)
+def new_pipeline(config: Config, beam_args: Sequence[str], streaming: bool = False) -> beam.Pipeline:
+    runner = default_runner(beam_args, config, streaming=streaming)
     with_runner = {"runner": runner} if runner is not None else {}
-    return beam.Pipeline(options=pipeline_options(config, beam_args), **with_runner)
+    return beam.Pipeline(options=pipeline_options(config, beam_args, streaming=streaming), **with_runner)
 
 
 def batch_items(p: beam.Pipeline, config: Config, docs: list[FeedDocument],

@@ -31,7 +31,6 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -46,7 +45,7 @@ from transforms.alerting import DetectSpikes
 from transforms.counts import CountPerWindow, windows_of
 from transforms.records import Article, DeadLetter, FeedDocument, article_from_state, article_to_state
 from transforms.timeutil import from_epoch, now_iso, parse_time, to_epoch
-from transforms.topics import TagTopics
+from transforms.topics import tag_article
 
 log = logging.getLogger(__name__)
 
@@ -297,8 +296,8 @@ def _read_staging(path: Path) -> Iterator[Article]:
                 yield article_from_state(json.loads(line))
 
 
-def _recount_and_export(config: Config, store: ArticleStore, beam_args: Sequence[str],
-                        retag: bool = False) -> tuple[list[tuple[float, float]], list[str]]:
+def _recount_and_export(config: Config, store: ArticleStore,
+                        beam_args: Sequence[str]) -> tuple[list[tuple[float, float]], list[str]]:
     """Step 3: recount dirty windows from stored articles; write counts and new articles."""
     windows = store.dirty_windows()
     in_windows = store.articles_in(windows)
@@ -311,9 +310,6 @@ def _recount_and_export(config: Config, store: ArticleStore, beam_args: Sequence
     p = new_pipeline(config, beam_args)
     clear_shards(s.path for s in file_sinks(config.sinks) if s.path is not None)
     stored = p | "StoredArticles" >> beam.Create(in_windows, reshuffle=False)
-    if retag:
-        stored = stored | "Retag" >> TagTopics(config.topics, config.keywords, config.variants)
-        stored | "KeepTags" >> beam.Map(lambda a: a)  # tags are written back below from the driver
     counted = stored | "Recount" >> CountPerWindow(config.windows.size, config.windows.period)
     wanted = {(from_epoch(s), from_epoch(e)) for s, e in windows}
     in_dirty = lambda r: (r.window_start, r.window_end) in wanted  # noqa: E731
@@ -395,11 +391,8 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
             # articles seen in an earlier run are duplicates of this one
             summary.duplicates += len(staged) - len(new)
             summary.articles = len(new)
-            summary.by_language, summary.by_topic = {}, {}
-            for article in new:
-                summary.by_language[article.language] = summary.by_language.get(article.language, 0) + 1
-                for topic in article.topics:
-                    summary.by_topic[topic] = summary.by_topic.get(topic, 0) + 1
+            summary.by_language, summary.by_topic = {}, {}   # this run's new articles only
+            summary.count_articles(new)
             windows, exported = _recount_and_export(config, store, beam_args)
             crash_point("before_finish")
             store.finish(run, windows, exported)
@@ -438,23 +431,14 @@ def rebuild(config: Config, beam_args: Sequence[str] = (), since: str | None = N
             # re-tag with the current topics and keywords (e.g. after changing a query)
             from transforms.tagging import Tagger
             tagger = Tagger(config.topics, config.keywords, config.variants)
-            retagged = []
-            for article in store.articles_in(windows):
-                result = tagger.tag(article.title, article.summary) if article.summary or article.title else None
-                if result is not None:
-                    article = replace(article, topics=result.topics,
-                                      keywords=tuple(k for k, _ in result.keyword_mentions),
-                                      keyword_mentions=result.keyword_mentions, evidence=result.evidence)
-                retagged.append(article)
+            retagged = [tag_article(a, tagger) if a.summary or a.title else a
+                        for a in store.articles_in(windows)]
             store.replace_tags(retagged)
             done, exported = _recount_and_export(config, store, beam_args)
             store.finish("rebuild", done, exported)
             summary.articles = len(retagged)
             summary.items_read = len(retagged)
-            for article in retagged:
-                summary.by_language[article.language] = summary.by_language.get(article.language, 0) + 1
-                for topic in article.topics:
-                    summary.by_topic[topic] = summary.by_topic.get(topic, 0) + 1
+            summary.count_articles(retagged)
         finally:
             store.close()
     summary.sinks = sink_paths(config)

@@ -31,7 +31,6 @@ from typing import Any, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult
 from apache_beam.transforms import trigger as beam_trigger
 
@@ -41,7 +40,7 @@ from transforms.alerting import StreamSpikes
 from pipeline.io import ReadPubSubItems
 from pipeline.pubsub_admin import (ensure_subscription, ensure_topic, is_heartbeat, on_emulator,
                                    publish_heartbeat, publisher)
-from pipeline.run import Summary, default_runner, pipeline_options, read_metrics, sink_paths, write_alerts
+from pipeline.run import Summary, metric_counters, new_pipeline, read_metrics, sink_paths, write_alerts
 from transforms.records import RawItem
 
 log = logging.getLogger(__name__)
@@ -156,15 +155,6 @@ def build(p: beam.Pipeline, config: Config) -> None:
     write_sinks(outputs, config, streaming=True)
 
 
-def _counters(result: PipelineResult) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for counter in result.metrics().query(MetricsFilter())["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        key = f"{counter.key.metric.namespace}/{counter.key.metric.name}"
-        out[key] = out.get(key, 0) + int(value or 0)
-    return out
-
-
 def _accounted(c: dict[str, int]) -> bool:
     """Every message read so far has become an article, duplicate, dead letter or late item."""
     items = c.get("mediamon_stream/messages", 0) - c.get("mediamon_stream/heartbeats", 0)
@@ -227,7 +217,7 @@ def _drain(result: PipelineResult, early: float, deadline: float) -> bool:
     """Wait until what was read is accounted for and early panes fired; True when all accounted."""
     accounted_at = None
     while time.monotonic() < deadline:
-        c = _counters(result)
+        c = metric_counters(result)
         if _accounted(c):
             accounted_at = accounted_at or time.monotonic()
             # an early pane fires `early` s of processing time after its first element
@@ -276,11 +266,9 @@ def run_stream(config: Config, beam_args: Sequence[str] = (), max_seconds: float
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     heartbeats = _Heartbeats(topic, min(HEARTBEAT_EVERY, config.windows.early))
     try:
-        runner = default_runner(beam_args, config, streaming=True)
         fix_direct_runner_metrics()
         larger_pubsub_pulls()
-        options = pipeline_options(config, beam_args, streaming=True)
-        p = beam.Pipeline(options=options, **({"runner": runner} if runner is not None else {}))
+        p = new_pipeline(config, beam_args, streaming=True)
         build(p, config)
         result = p.run()
         watcher = _Watcher(result, stop)
@@ -295,7 +283,7 @@ def run_stream(config: Config, beam_args: Sequence[str] = (), max_seconds: float
                 _say(f"--max-seconds {max_seconds:g} reached: draining")
                 break
             if time.monotonic() >= next_progress:
-                _say(_progress(_counters(result)))
+                _say(_progress(metric_counters(result)))
                 next_progress += PROGRESS_EVERY
         if watcher.error is not None:
             raise RuntimeError(f"the streaming pipeline failed: {watcher.error}") from watcher.error
@@ -309,7 +297,7 @@ def run_stream(config: Config, beam_args: Sequence[str] = (), max_seconds: float
         heartbeats.stop()
         summary = Summary()
         read_metrics(result, summary)
-        _say(f"stopped ({reason[0]}) after draining in {time.monotonic() - stop_at:.1f}s: {_progress(_counters(result))}")
+        _say(f"stopped ({reason[0]}) after draining in {time.monotonic() - stop_at:.1f}s: {_progress(metric_counters(result))}")
         summary.sinks = sink_paths(config)
         summary.seconds = time.monotonic() - started
         return summary

@@ -14,6 +14,17 @@ from transforms.records import Article
 from transforms.tagging import Tagger
 
 
+def tag_article(article: Article, tagger: Tagger) -> Article:
+    """The article with its topics, keyword ids and mention counts, and evidence (pure)."""
+    result = tagger.tag(article.title, article.summary)
+    return article.replace(
+        topics=result.topics,
+        keywords=tuple(k for k, _ in result.keyword_mentions),
+        keyword_mentions=result.keyword_mentions,
+        evidence=result.evidence,
+    )
+
+
 class _TagFn(beam.DoFn):
     def __init__(self, topics: Sequence[Any], keywords: Sequence[Any], variants: Any) -> None:
         self.specs = (tuple(topics), tuple(keywords), variants)
@@ -25,15 +36,10 @@ class _TagFn(beam.DoFn):
 
     def process(self, article: Article) -> Iterator[Article]:
         assert self.tagger is not None, "setup() builds the tagger"
-        result = self.tagger.tag(article.title, article.summary)
-        for topic in result.topics:
+        tagged = tag_article(article, self.tagger)
+        for topic in tagged.topics:
             Metrics.counter("by_topic", topic).inc()
-        yield article.replace(
-            topics=result.topics,
-            keywords=tuple(k for k, _ in result.keyword_mentions),
-            keyword_mentions=result.keyword_mentions,
-            evidence=result.evidence,
-        )
+        yield tagged
 
 
 class TagTopics(beam.PTransform):
