@@ -142,10 +142,6 @@ class Config:
     webhook: Any = None           # transforms.alerts.WebhookSpec or None
     beam_options: tuple[tuple[str, Any], ...] = ()
 
-    @property
-    def base_dir(self) -> Path:
-        return self.file.parent
-
 
 # ---------------------------------------------------------------- YAML with line numbers
 
@@ -219,12 +215,6 @@ class _Checker:
                 self.err(f"{path}.{key}" if path else str(key), f"unknown key (allowed here: {hint})")
         for key in sorted(required - set(value)):
             self.err(path, f"missing required key '{key}'")
-        return value
-
-    def typed(self, value: Any, path: str, kind: type | tuple[type, ...], what: str) -> Any:
-        if value is None or isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-            self.err(path, f"expected {what}, got {value!r}")
-            return None
         return value
 
     def duration(self, value: Any, path: str, default: float | None) -> float | None:

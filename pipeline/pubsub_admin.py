@@ -27,14 +27,6 @@ def on_emulator() -> bool:
     return bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
 
 
-def topic_of(path: str) -> str:
-    """`projects/P/topics/T` stays as it is; anything else is an error."""
-    parts = path.split("/")
-    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics":
-        raise ValueError(f"expected projects/PROJECT/topics/NAME, got {path!r}")
-    return path
-
-
 def publisher() -> Any:
     from google.cloud import pubsub_v1
     return pubsub_v1.PublisherClient()
