@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from pipeline.config import FeedSource
-from pipeline.feedstate import FeedStateStore
-from pipeline.fetch import FetchSettings, fetch_feeds
+from pipeline.feeds.state import FeedStateStore
+from pipeline.feeds.fetch import FetchSettings, fetch_feeds
 from transforms.feeds import parse_feed
 from transforms.records import FeedDocument
 

@@ -253,7 +253,7 @@ def plain_loop(config_path: Path, detect: bool = True) -> tuple[dict[str, float]
     from transforms.language import detection_text
     from transforms.parse import article_from_item
     from transforms.records import Article, DeadLetter, RawItem
-    from transforms.tagging import Tagger
+    from transforms.topic_matcher import Tagger
     from transforms.timeutil import from_epoch, now_iso, to_epoch
 
     config = load_config(config_path)

@@ -211,7 +211,7 @@ def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen
 
 
 def bench(n: int, rate: float, window: float, work: Path) -> dict[str, Any]:
-    from pipeline.pubsub_admin import ensure_subscription
+    from pipeline.io.pubsub import ensure_subscription
     ensure_subscription(SUBSCRIPTION, TOPIC)
     config = work / "stream-bench.yaml"
     # lateness: SplitLate calls an item late within 30 s of its window's close; 10 min leaves room

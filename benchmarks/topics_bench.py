@@ -18,8 +18,8 @@ import resource
 import time
 from typing import Sequence
 
-from transforms.tagging import Tagger
-from transforms.topicspec import KeywordSpec, TopicSpec, VariantSpec, WeightSpec
+from transforms.topic_matcher import Tagger
+from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, WeightSpec
 
 ARABIC = "ابتثجحخدذرزسشصضطظعغفقكلمنهوي" + "ةأإى"
 LATIN = "abcdefghijklmnoprstuvyzéèçşğüöîêû"

@@ -91,13 +91,15 @@ def _cmd_validate(config: Config, args: argparse.Namespace, beam_args: list[str]
 
 
 def _cmd_run(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.run import run_batch, write_summary
+    from pipeline.graph.summary import write_summary
+    from pipeline.jobs.batch import run_batch
     if args.rebuild or args.since or args.until:
-        from pipeline.store import rebuild
+        from pipeline.jobs.scheduled import rebuild
         summary = rebuild(config, beam_args, since=args.since, until=args.until)
     else:
         if config.state.path is not None:
-            from pipeline.store import OverlapError, run_with_state
+            from pipeline.jobs.scheduled import run_with_state
+            from pipeline.store.lock import OverlapError
             try:
                 summary = run_with_state(config, beam_args, progress=not args.quiet)
             except OverlapError as exc:
@@ -112,8 +114,8 @@ def _cmd_run(config: Config, args: argparse.Namespace, beam_args: list[str]) -> 
 
 
 def _cmd_stream(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.run import write_summary
-    from pipeline.stream import run_stream
+    from pipeline.graph.summary import write_summary
+    from pipeline.jobs.stream import run_stream
     summary = run_stream(config, beam_args, max_seconds=args.max_seconds)
     print(summary.text("stream"))
     if args.summary:
@@ -122,13 +124,13 @@ def _cmd_stream(config: Config, args: argparse.Namespace, beam_args: list[str]) 
 
 
 def _cmd_poll(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.poll import run_poller
+    from pipeline.jobs.poll import run_poller
     return run_poller(config, once=args.once, interval=args.interval)
 
 
 def _cmd_report(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.outputs import load_outputs
-    from pipeline.report import write_report
+    from pipeline.store.outputs import load_outputs
+    from pipeline.tools.report import write_report
     outputs = load_outputs(config.sinks, args.since, args.until)
     folders = [s.path.parent for s in config.sinks if s.path is not None]
     out = args.out or ((folders[0] if folders else Path.cwd()) / f"{config.name}-report.html")
@@ -139,7 +141,7 @@ def _cmd_report(config: Config, args: argparse.Namespace, beam_args: list[str]) 
 
 
 def _cmd_topics(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.topictest import run_topic_tests
+    from pipeline.tools.topictest import run_topic_tests
     try:
         text, ok = run_topic_tests(config.topics, config.keywords, config.variants, labelled=args.labelled)
     except (OSError, ValueError) as exc:  # an unreadable or malformed labelled file
@@ -149,9 +151,9 @@ def _cmd_topics(config: Config, args: argparse.Namespace, beam_args: list[str]) 
 
 
 def _cmd_feeds(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.feedstate import FeedStateStore
-    from pipeline.fetch import feeds_status_text
-    from pipeline.io import all_feeds
+    from pipeline.feeds.documents import all_feeds
+    from pipeline.feeds.fetch import feeds_status_text
+    from pipeline.feeds.state import FeedStateStore
     if config.state.path is None:
         print("this config has no state.path: no feed state is kept", file=sys.stderr)
         return EXIT_USAGE
@@ -160,8 +162,8 @@ def _cmd_feeds(config: Config, args: argparse.Namespace, beam_args: list[str]) -
 
 
 def _cmd_alerts(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.backtest import backtest
-    from pipeline.outputs import load_outputs
+    from pipeline.store.outputs import load_outputs
+    from pipeline.tools.backtest import backtest
     if not config.alerts:
         raise UsageError("this config has no alerts: rules to replay")
     outputs = load_outputs(config.sinks)  # the whole history: rules look back before --since

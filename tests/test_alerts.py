@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from transforms.alerts import (AlertRule, IncrementalEvaluator, WindowCount, evaluate, evaluate_new,
+from transforms.spike_rules import (AlertRule, IncrementalEvaluator, WindowCount, evaluate, evaluate_new,
                                parse_alerts, parse_alerts_section, parse_duration)
 from transforms.records import Alert
 from transforms.spec import SpecErrors

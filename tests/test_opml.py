@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import FeedSource
-from pipeline.fetch import dedupe_feeds, read_opml
+from pipeline.feeds.opml import dedupe_feeds, read_opml
 
 CORPUS_OPML = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "opml"
 

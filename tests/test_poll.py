@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.poll import PassResult, PublishedIds, item_form, message_for, new_articles
+from pipeline.io.pubsub import item_form, message_for
+from pipeline.jobs.poll import PassResult, new_articles
+from pipeline.store.published import PublishedIds
 from transforms.parse import article_from_item
 from transforms.records import Article, FeedDocument, RawItem
 

@@ -117,7 +117,7 @@ def rows(db: Path, table: str) -> set[tuple[Any, ...]]:
 
 def pull_all(subscription: str, expected: int) -> list[Any]:
     """Pull from the check subscription until `expected` messages arrived (or 20 s passed)."""
-    from pipeline.pubsub_admin import subscriber
+    from pipeline.io.pubsub import subscriber
     client = subscriber()
     got: list[Any] = []
     deadline = time.monotonic() + 20
@@ -161,7 +161,7 @@ def run_stream_until(config: Path, db: Path, articles: int, summary: Path) -> di
 
 def test_poll_over_http_conditional_get_then_stream(pubsub_emulator: str, feed_server: FeedServer,  # noqa: F811
                                                     tmp_path: Path) -> None:
-    from pipeline.pubsub_admin import ensure_subscription
+    from pipeline.io.pubsub import ensure_subscription
     feed_server.route("/wire.xml", Route(body=rss(WIRE_V1), etag='"wire-v1"'))
     feed_server.route("/journal.xml", Route(body=rss(JOURNAL), last_modified=LAST_MODIFIED))
     stream_cfg, replay_cfg = write_configs(tmp_path, feed_server)

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.backtest import backtest, topic_series
-from pipeline.outputs import Outputs, load_outputs
-from pipeline.report import write_report
-from transforms.alerts import AlertRule
+from pipeline.tools.backtest import backtest, topic_series
+from pipeline.store.outputs import StoredOutputs, load_outputs
+from pipeline.tools.report import write_report
+from transforms.spike_rules import AlertRule
 from transforms.records import RECORD_FIELDS
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -85,7 +85,7 @@ RULES = (AlertRule(name="ratio", type="ratio", previous=4, margin=2.0, min_count
 
 
 @pytest.fixture(params=["jsonl", "sqlite"])
-def outputs(request: pytest.FixtureRequest, tmp_path: Path) -> Outputs:
+def outputs(request: pytest.FixtureRequest, tmp_path: Path) -> StoredOutputs:
     sinks = _write_jsonl(tmp_path) if request.param == "jsonl" else _write_sqlite(tmp_path)
     return load_outputs(sinks)
 
@@ -117,7 +117,7 @@ def test_loader_filters_period_dedups_and_reads_shards(tmp_path: Path) -> None:
     assert again.skipped == ["alerts (pubsub): a pubsub sink cannot be read back"]
 
 
-def test_report_content(outputs: Outputs, tmp_path: Path) -> None:
+def test_report_content(outputs: StoredOutputs, tmp_path: Path) -> None:
     out = write_report(outputs, RULES, tmp_path / "r" / "report.html", "Raqqa <monitor>",
                        topic_names={"raqqa-offensive": "Raqqa offensive"})
     page = out.read_text(encoding="utf-8")
@@ -147,7 +147,7 @@ def test_report_content(outputs: Outputs, tmp_path: Path) -> None:
     assert "ratio (ratio; all topics): count &gt;= 2 x mean of the 4 previous windows" in page
 
 
-def test_backtest_replays_stored_counts_with_history_before_since(outputs: Outputs) -> None:
+def test_backtest_replays_stored_counts_with_history_before_since(outputs: StoredOutputs) -> None:
     series = topic_series(outputs)["raqqa-offensive"]
     assert [(w.window_start[11:16], w.n_articles) for w in series] == \
         [("08:00", 3), ("09:00", 3), ("10:00", 3), ("11:00", 3), ("12:00", 1), ("13:00", 9)]
@@ -168,7 +168,7 @@ def test_backtest_replays_stored_counts_with_history_before_since(outputs: Outpu
 
 
 def test_report_of_nothing(tmp_path: Path) -> None:
-    page = write_report(Outputs(), (), tmp_path / "empty.html", "Empty").read_text(encoding="utf-8")
+    page = write_report(StoredOutputs(), (), tmp_path / "empty.html", "Empty").read_text(encoding="utf-8")
     assert "No topic counts in this period." in page and "No alerts in this period." in page
     assert 'class="plotly-graph-div"' not in page
 

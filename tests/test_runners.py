@@ -31,8 +31,8 @@ MULTI_PROCESSING = ["--direct_num_workers=2", "--direct_running_mode=multi_proce
 # `mediamon run` with the driver's read clock pinned: which copy of a syndicated story wins
 # depends on when each feed was read (earliest fetched), and concurrent reads of the demo feeds
 # can straddle a second boundary, which would make two runs differ whatever the runner.
-PINNED_RUN = ("import sys; import pipeline.fetch, pipeline.io; "
-              "pipeline.fetch._now_iso = pipeline.io.now_iso = lambda: '2017-10-20T12:00:00Z'; "
+PINNED_RUN = ("import sys; import pipeline.feeds.fetch, pipeline.feeds.documents, pipeline.io.sources; "
+              "pipeline.feeds.fetch._now_iso = pipeline.feeds.documents.now_iso = pipeline.io.sources.now_iso = lambda: '2017-10-20T12:00:00Z'; "
               "from pipeline.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
@@ -100,5 +100,5 @@ def test_setup_py_builds_a_package_with_pipeline_and_transforms(tmp_path: Path) 
     (archive,) = tmp_path.glob("mediamon-*.tar.gz")
     with tarfile.open(archive) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    assert {"setup.py", "pipeline/__init__.py", "pipeline/run.py", "pipeline/cli.py",
+    assert {"setup.py", "pipeline/__init__.py", "pipeline/jobs/batch.py", "pipeline/graph/stages.py", "pipeline/cli.py",
             "transforms/__init__.py", "transforms/records.py", "transforms/langid.py"} <= names

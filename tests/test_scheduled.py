@@ -183,7 +183,7 @@ def test_rebuild_recounts_a_period_after_a_query_change(tmp_path: Path, feed_ser
 
 def test_retention_prune_keeps_counts(tmp_path: Path, feed_server: FeedServer) -> None:
     from pipeline.config import load_config
-    from pipeline.store import ArticleStore
+    from pipeline.store.articles import ArticleStore
     feed_server.route("/news.xml", Route(body=feed(range(0, 20))))
     cfg = config(tmp_path / "prune", feed_server.url("/news.xml"))
     run(cfg)

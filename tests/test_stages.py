@@ -11,7 +11,7 @@ from transforms.language import DetectLanguage
 from transforms.parse import ParseFeedItems
 from transforms.records import Article, FeedDocument, KeywordCount, RawItem, TopicCount
 from transforms.topics import TagTopics
-from transforms.topicspec import parse_keywords, parse_topics, parse_variants
+from transforms.topic_rules import parse_keywords, parse_topics, parse_variants
 
 RSS = b"""<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
 <item><title>First</title><link>https://x.org/1?utm_source=a</link><guid>g1</guid>

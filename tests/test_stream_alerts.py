@@ -11,8 +11,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.trigger import AfterCount, AfterProcessingTime, AfterWatermark
 from apache_beam.transforms.window import TimestampedValue
 
-from transforms.alerting import StreamSpikes
-from transforms.alerts import parse_alerts
+from transforms.spikes import StreamSpikes
+from transforms.spike_rules import parse_alerts
 from transforms.records import Article
 from transforms.timeutil import from_epoch
 
@@ -52,7 +52,7 @@ def test_a_step_alerts_once_when_its_window_closes_and_cooldown_holds() -> None:
 def test_stream_graph_wires_alert_sinks_and_webhook(tmp_path: Path) -> None:
 
     from pipeline.config import load_config
-    from pipeline.stream import build
+    from pipeline.jobs.stream import build
     cfg = Path(tmp_path) / "s.yaml"
     cfg.write_text("""
 sources: {pubsub: {subscription: projects/mediamon-test/subscriptions/items}}

@@ -95,7 +95,7 @@ def test_poll_stream_sigterm_and_replay(pubsub_emulator: str, tmp_path: Path) ->
     again = mediamon("poll", str(stream_cfg), "--once")          # state survives: nothing new
     assert "0 new published" in again.stdout, again.stdout
 
-    from pipeline.pubsub_admin import publish_all, publisher
+    from pipeline.io.pubsub import publish_all, publisher
     archive = (tmp_path / "out" / "archive.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(archive) == 4
     extra = [(b"{not json", {}), (b'{"title": 5}', {}),                     # two malformed

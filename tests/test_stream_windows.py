@@ -11,7 +11,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to, equal_to_per_window
 from apache_beam.transforms.window import IntervalWindow, TimestampedValue
 
-from pipeline.stream import streaming_trigger
+from pipeline.jobs.stream import streaming_trigger
 from transforms.counts import CountPerWindow
 from transforms.dedup import Deduplicate
 from transforms.late import FixedClock, SplitLate, deadline, first_window_end

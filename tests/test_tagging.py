@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from transforms.query import Document
-from transforms.tagging import TagResult, Tagger
-from transforms.topicspec import KeywordSpec, TopicSpec, VariantSpec, WeightSpec
+from transforms.topic_matcher import TagResult, Tagger
+from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, WeightSpec
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SEED = CORPUS / "seed" / "zamanalwsl-raqqa-2017.txt"

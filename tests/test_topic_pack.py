@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.topictest import run_topic_tests
-from transforms.tagging import Tagger
-from transforms.topicspec import ExamplesSpec, Example, KeywordSpec, TopicSpec, VariantSpec, \
+from pipeline.tools.topictest import run_topic_tests
+from transforms.topic_matcher import Tagger
+from transforms.topic_rules import ExamplesSpec, Example, KeywordSpec, TopicSpec, VariantSpec, \
     parse_keywords, parse_topics, parse_variants
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from transforms.spec import SpecErrors
-from transforms.topicspec import Example, ExamplesSpec, KeywordSpec, TopicSpec, VariantSpec, \
+from transforms.topic_rules import Example, ExamplesSpec, KeywordSpec, TopicSpec, VariantSpec, \
     WeightSpec, parse_keywords, parse_topics, parse_variants
 
 

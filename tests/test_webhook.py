@@ -9,8 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from pipeline.webhook import failure_dead_letter, post_alert, post_alerts
-from transforms.alerts import WebhookSpec
+from pipeline.io.webhook import failure_dead_letter, post_alert, post_alerts
+from transforms.spike_rules import WebhookSpec
 from transforms.records import Alert
 
 ALERT = Alert(topic="raqqa-offensive", window_start="2017-10-15T13:00:00Z", window_end="2017-10-15T14:00:00Z",

@@ -11,7 +11,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.records import Article
-from transforms.tagging import Tagger
+from transforms.topic_matcher import Tagger
 
 
 def tag_article(article: Article, tagger: Tagger) -> Article:

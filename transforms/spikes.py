@@ -20,7 +20,7 @@ from apache_beam.transforms.trigger import AccumulationMode, TriggerFn
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from transforms.alerts import AlertRule, IncrementalEvaluator, WindowCount, evaluate_new
+from transforms.spike_rules import AlertRule, IncrementalEvaluator, WindowCount, evaluate_new
 from transforms.counts import stamp, window_fn, windows_of
 from transforms.records import Alert, Article
 from transforms.timeutil import from_epoch, to_epoch

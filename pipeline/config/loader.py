@@ -12,9 +12,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import yaml
 
+from transforms import spike_rules as alerts_mod
+from transforms import topic_rules as topicspec
+from transforms.langid import SUPPORTED_LANGUAGES
 from transforms.spec import SpecError, SpecErrors
 from transforms.timeutil import parse_duration
 
@@ -271,7 +275,6 @@ def _is_url(value: str) -> bool:
 
 def _default_feed_name(url: str) -> str:
     if _is_url(url):
-        from urllib.parse import urlsplit
         return urlsplit(url).hostname or url
     return Path(url).name
 
@@ -387,7 +390,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         chk.err("language.aliases", "expected a mapping of language code to language code, e.g. {ckb: ku}")
         aliases_raw = {}
     if allowed:
-        from transforms.langid import SUPPORTED_LANGUAGES
         for i, code in enumerate(allowed):
             if code not in SUPPORTED_LANGUAGES and code != "ku":
                 chk.err(f"language.allowed[{i}]", f"unsupported language code {code!r} "
@@ -399,7 +401,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     language = LanguageConfig(allowed=allowed, aliases=tuple(sorted(aliases_raw.items())), second_opinion=second)
 
     # topics, keywords, variants
-    from transforms import topicspec
     variants = chk.specs("variants", lambda: topicspec.parse_variants(top.get("variants") or []), None)
     topics = chk.specs("topics", lambda: topicspec.parse_topics(top.get("topics") or [], variants), ())
     keywords = chk.specs("keywords", lambda: topicspec.parse_keywords(top.get("keywords") or []), ())
@@ -516,7 +517,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     alerts: Any = ()
     webhook: Any = None
     if top.get("alerts") is not None:
-        from transforms import alerts as alerts_mod
         topic_ids = [t.id for t in topics]
         step = period or size
         section = chk.specs("alerts", lambda: alerts_mod.parse_alerts_section(top.get("alerts"), topic_ids, step),

@@ -9,12 +9,13 @@ Times are stored as Unix seconds (REAL) and shown as ISO-8601 UTC.
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator
+from typing import Any, Iterator
+
+from pipeline.store import sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feed_state (
@@ -75,9 +76,7 @@ class FeedStateStore:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = sqlite.connect(path, threads=True)
         with self._db:
             self._db.execute(_SCHEMA)
 
@@ -125,3 +124,26 @@ class FeedStateStore:
     def _state(row: tuple[object, ...]) -> FeedState:
         values = {name: bool(v) if name in _BOOLS else v for name, v in zip(_FIELDS, row)}
         return FeedState(**values)  # type: ignore[arg-type]
+
+
+class HeldFeedState:
+    """Wraps a FeedStateStore: reads pass through, writes wait for `flush()` after the commit."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.pending: dict[str, Any] = {}
+
+    def get(self, url: str) -> Any:
+        return self.pending.get(url) or self.store.get(url)
+
+    def get_or_new(self, url: str) -> Any:
+        held = self.pending.get(url)
+        return held if held is not None else self.store.get_or_new(url)
+
+    def put(self, state: Any) -> None:
+        self.pending[state.url] = state
+
+    def flush(self) -> None:
+        for state in self.pending.values():
+            self.store.put(state)
+        self.pending.clear()

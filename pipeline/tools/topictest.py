@@ -15,8 +15,8 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from transforms.tagging import TagResult, Tagger
-from transforms.topicspec import Example, KeywordSpec, TopicSpec, VariantSpec
+from transforms.topic_matcher import Tagger, TagResult
+from transforms.topic_rules import Example, KeywordSpec, TopicSpec, VariantSpec
 
 MAX_FAILURES_SHOWN = 50   # per topic; the rest are counted
 

@@ -12,18 +12,21 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline.config import Config
-from pipeline.io import WriteSink
+from pipeline.io.sinks import WriteSink
+from pipeline.io.sources import ReadJsonlItems
+from pipeline.io.webhook import PostAlerts
 from transforms.counts import CountPerWindow
 from transforms.dedup import Deduplicate
 from transforms.language import DetectLanguage
 from transforms.late import SplitLate
 from transforms.parse import ParseFeedItems
-from transforms.records import Article, DeadLetter
+from transforms.records import Article, DeadLetter, FeedDocument
+from transforms.timeutil import now_iso
 from transforms.topics import TagTopics
 
 
 @dataclass
-class Outputs:
+class StageOutputs:
     articles: beam.PCollection
     counts: beam.PCollection | None       # None when the caller counts elsewhere
     topics: beam.PCollection | None
@@ -41,7 +44,7 @@ def _count(namespace: str, name: str) -> Any:
 
 def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = False,
                  extra_dead: Sequence[beam.PCollection] = (), trigger: Any = None,
-                 counts: bool = True) -> Outputs:
+                 counts: bool = True) -> StageOutputs:
     """FeedDocument | RawItem -> articles, keyword counts, topic counts, dead letters.
 
     `counts=False` stops after tagging (a stateful run recounts from its store instead)."""
@@ -61,13 +64,13 @@ def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = F
             | "FlattenDeadLetters" >> beam.Flatten()
             | "CountDeadLetters" >> beam.Map(_count("mediamon", "dead_letters")))
     if not counts:
-        return Outputs(articles=articles, counts=None, topics=None, dead_letters=dead)
+        return StageOutputs(articles=articles, counts=None, topics=None, dead_letters=dead)
     counted = articles | "CountPerWindow" >> CountPerWindow(
         config.windows.size, config.windows.period, config.windows.allowed_lateness, trigger=trigger)
-    return Outputs(articles=articles, counts=counted["counts"], topics=counted["topics"], dead_letters=dead)
+    return StageOutputs(articles=articles, counts=counted["counts"], topics=counted["topics"], dead_letters=dead)
 
 
-def write_sinks(outputs: Outputs, config: Config, *, streaming: bool = False,
+def write_sinks(outputs: StageOutputs, config: Config, *, streaming: bool = False,
                 skip: Sequence[str] = ()) -> None:
     """Every configured sink gets the records it asked for (`what`)."""
     by_what = {"articles": outputs.articles, "counts": outputs.counts, "topics": outputs.topics,
@@ -85,4 +88,34 @@ def counted_dead_letters(p: beam.Pipeline, dead: list[DeadLetter], label: str) -
             | f"{label}ItemsRead" >> beam.Map(_count("mediamon", "items_read")))
 
 
-__all__ = ["Outputs", "apply_stages", "write_sinks", "counted_dead_letters", "Article"]
+__all__ = ["StageOutputs", "apply_stages", "write_sinks", "counted_dead_letters", "Article"]
+
+
+def write_alerts(alerts: beam.PCollection, outputs: Any, config: Config, label: str = "",
+                 streaming: bool = False) -> None:
+    """Alerts to their sinks and the webhook; an undelivered alert joins the dead letters
+    (after they were counted: it is not an item, so it stays out of the item balance)."""
+    for i, sink in enumerate(s for s in config.sinks if s.what == "alerts"):
+        alerts | f"{label}AlertSink{i}:{sink.name}" >> WriteSink(sink, streaming=streaming)
+    if config.webhook is not None:
+        failed = alerts | f"{label}Webhook" >> PostAlerts(config.webhook)
+        outputs.dead_letters = (outputs.dead_letters, failed) | f"{label}WithWebhookFailures" >> beam.Flatten()
+
+
+def batch_items(p: beam.Pipeline, config: Config, docs: list[FeedDocument],
+                fetch_dead: list[DeadLetter]) -> tuple[beam.PCollection, list[beam.PCollection]]:
+    """The batch sources as one PCollection of items, and the driver's dead letters (feeds that
+    could not be fetched, JSONL files that are not there: each one item and one dead letter)."""
+    parts = []
+    if docs:
+        parts.append(p | "FeedDocuments" >> beam.Create(docs, reshuffle=False))
+    readable = [path for path in config.sources.jsonl if path.is_file()]
+    fetch_dead = fetch_dead + [DeadLetter.of("read", "JSONL source file not found", path.name, str(path), now_iso())
+                               for path in config.sources.jsonl if not path.is_file()]
+    if readable:
+        parts.append(p | "JsonlItems" >> ReadJsonlItems(readable))
+    if not parts:
+        parts.append(p | "NoItems" >> beam.Create([]))
+    items = parts | "AllItems" >> beam.Flatten() if len(parts) > 1 else parts[0]
+    extra_dead = [counted_dead_letters(p, fetch_dead, "FetchFailures")] if fetch_dead else []
+    return items, extra_dead

@@ -13,14 +13,14 @@ from bisect import bisect_left
 from collections import defaultdict
 from typing import Sequence
 
-from pipeline.outputs import Outputs, parse_iso
-from transforms.alerts import AlertRule, WindowCount, evaluate
+from pipeline.store.outputs import StoredOutputs, parse_iso
 from transforms.records import Alert
+from transforms.spike_rules import AlertRule, WindowCount, evaluate
 
 MAX_IDS_SHOWN = 5
 
 
-def topic_series(outputs: Outputs) -> dict[str, list[WindowCount]]:
+def topic_series(outputs: StoredOutputs) -> dict[str, list[WindowCount]]:
     """Each topic's windows (languages summed) with the ids of the stored articles behind them."""
     totals: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
     for row in outputs.topics:
@@ -46,7 +46,7 @@ def topic_series(outputs: Outputs) -> dict[str, list[WindowCount]]:
     return series
 
 
-def run_backtest(outputs: Outputs, rules: Sequence[AlertRule], since: str | None, until: str | None,
+def run_backtest(outputs: StoredOutputs, rules: Sequence[AlertRule], since: str | None, until: str | None,
                  window_size: float) -> dict[str, list[Alert]]:
     """Rule name -> the alerts it would have raised in windows starting in [since, until)."""
     series = topic_series(outputs)
@@ -65,7 +65,7 @@ def run_backtest(outputs: Outputs, rules: Sequence[AlertRule], since: str | None
     return results
 
 
-def backtest(outputs: Outputs, rules: Sequence[AlertRule], since: str | None, until: str | None,
+def backtest(outputs: StoredOutputs, rules: Sequence[AlertRule], since: str | None, until: str | None,
              window_size: float) -> str:
     """A plain-text account, per rule, of the alerts it would have raised and why."""
     series = topic_series(outputs)

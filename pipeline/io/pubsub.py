@@ -14,9 +14,13 @@ timely and a stop is prompt); `is_heartbeat` lets the job drop them before any s
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any, Iterable, Mapping
+
+from transforms.ids import article_id
+from transforms.records import Article
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +96,27 @@ def publish_heartbeat(client: Any, topic: str, timeout: float = 10.0) -> None:
 def is_heartbeat(attributes: Mapping[str, str] | Iterable[tuple[str, str]]) -> bool:
     attrs = dict(attributes)
     return attrs.get(HEARTBEAT_ATTRIBUTE) == "1"
+
+
+def item_form(article: Article) -> dict[str, Any]:
+    """The contract's JSONL item form of a parsed feed entry, keeping its mediamon id stable.
+
+    The url is left out when it would not give the same id (a feed whose entries share a link).
+    """
+    item: dict[str, Any] = {"url": article.url, "title": article.title,
+                            "summary": article.summary, "published": article.published,
+                            "source": article.source}
+    if article.guid:
+        item["id"] = article.guid
+    if article.language_hint:
+        item["language"] = article.language_hint
+    if article_id(article.url, article.guid, article.source, article.title) != article.id:
+        item["url"] = ""
+    return item
+
+
+def message_for(article: Article) -> tuple[bytes, dict[str, str]]:
+    """Data: the item form; attribute `id` is the mediamon article id."""
+    item = item_form(article)
+    data = json.dumps(item, ensure_ascii=False).encode("utf-8")
+    return data, {"id": article.id, "source": article.source, "published": article.published}

@@ -9,19 +9,25 @@ server's `Retry-After` seconds, when given and shorter than a minute). Not retri
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
+import apache_beam as beam
 import requests
 
-from transforms.alerts import WebhookSpec
 from transforms.records import Alert, DeadLetter
+from transforms.spike_rules import WebhookSpec
+from transforms.timeutil import now_iso
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0
 USER_AGENT = "mediamon-alerts/1"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,3 +98,36 @@ def _retry_after(response: requests.Response, default: float) -> float:
     except ValueError:
         return default                 # absent, or an HTTP date: keep our own backoff
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+class _PostAlertFn(beam.DoFn):
+    """POSTs each alert to the webhook (with retries); an undeliverable alert -> dead letter."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.session: Any = None
+
+    def setup(self) -> None:
+        import requests
+        self.session = requests.Session()
+
+    def teardown(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+    def process(self, alert: Any) -> Iterator[DeadLetter]:
+        result = post_alert(alert, self.spec, session=self.session)
+        if not result.ok:
+            log.warning("webhook: alert %s/%s not delivered: %s", alert.topic, alert.window_start, result.error)
+            yield failure_dead_letter(alert, result, self.spec, now_iso())
+
+
+class PostAlerts(beam.PTransform):
+    """Alert -> (POST to the configured webhook) -> DeadLetter for each alert not delivered."""
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def expand(self, alerts: beam.PCollection) -> beam.PCollection:
+        return alerts | "Post" >> beam.ParDo(_PostAlertFn(self.spec))

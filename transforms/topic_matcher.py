@@ -19,7 +19,7 @@ import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
 from transforms.query import Atom, Document, Match, Query, parse_query, positive_matches, \
     evidence, term_match
-from transforms.topicspec import KeywordSpec, TopicSpec, VariantSpec, variants_table
+from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, variants_table
 
 Evidence = tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
 

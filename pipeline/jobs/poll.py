@@ -20,85 +20,37 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any, Iterable, Iterator
 
 from pipeline.config import Config, UsageError
-from transforms.ids import article_id
+from pipeline.feeds.documents import all_feeds, fetch_settings
+from pipeline.feeds.fetch import fetch_feeds
+from pipeline.feeds.state import FeedStateStore, HeldFeedState
+from pipeline.io.pubsub import (
+    ensure_subscription,
+    ensure_topic,
+    item_form,
+    message_for,
+    on_emulator,
+    publish_all,
+    publisher,
+)
+from pipeline.store.published import PublishedIds
 from transforms.parse import articles_from_feed
 from transforms.records import Article, DeadLetter, FeedDocument
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS published_items (
-    id         TEXT PRIMARY KEY,   -- mediamon article id
-    source     TEXT NOT NULL,
-    published  TEXT NOT NULL,      -- the item's published time (ISO-8601 UTC)
-    at         REAL NOT NULL       -- when it was published to Pub/Sub (Unix seconds)
-)
-"""
 
 
-class PublishedIds:
-    """The ids already published, in SQLite (WAL), shared with the feed state file."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        with self._db:
-            self._db.execute(_SCHEMA)
-
-    def known(self, ids: Iterable[str]) -> set[str]:
-        ids = list(ids)
-        found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            rows = self._db.execute(
-                f"SELECT id FROM published_items WHERE id IN ({', '.join('?' for _ in chunk)})", chunk)
-            found.update(r[0] for r in rows)
-        return found
-
-    def record(self, articles: Iterable[Article], at: float) -> None:
-        with self._db:
-            self._db.executemany("INSERT OR IGNORE INTO published_items VALUES (?, ?, ?, ?)",
-                                 [(a.id, a.source, a.published, at) for a in articles])
-
-    def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM published_items").fetchone()[0])
-
-    def close(self) -> None:
-        self._db.close()
 
 
-def item_form(article: Article) -> dict[str, Any]:
-    """The contract's JSONL item form of a parsed feed entry, keeping its mediamon id stable.
-
-    The url is left out when it would not give the same id (a feed whose entries share a link).
-    """
-    item: dict[str, Any] = {"url": article.url, "title": article.title,
-                            "summary": article.summary, "published": article.published,
-                            "source": article.source}
-    if article.guid:
-        item["id"] = article.guid
-    if article.language_hint:
-        item["language"] = article.language_hint
-    if article_id(article.url, article.guid, article.source, article.title) != article.id:
-        item["url"] = ""
-    return item
 
 
-def message_for(article: Article) -> tuple[bytes, dict[str, str]]:
-    """Data: the item form; attribute `id` is the mediamon article id."""
-    item = item_form(article)
-    data = json.dumps(item, ensure_ascii=False).encode("utf-8")
-    return data, {"id": article.id, "source": article.source, "published": article.published}
 
 
 @dataclass
@@ -129,15 +81,11 @@ def new_articles(docs: Iterable[FeedDocument], published: PublishedIds,
 
 
 def _fetch(config: Config, store: Any) -> Iterator[Any]:
-    from pipeline.fetch import fetch_feeds
-    from pipeline.io import all_feeds, fetch_settings
     return fetch_feeds(all_feeds(config), store=store, settings=fetch_settings(config))
 
 
 def poll_once(config: Config, store: Any, published: PublishedIds, client: Any, topic: str) -> PassResult:
     """One pass: fetch due feeds, publish what is new, archive and record it."""
-    from pipeline.pubsub_admin import publish_all
-    from pipeline.store import HeldFeedState
     result = PassResult(feeds={})
     docs: list[FeedDocument] = []
     urls: dict[str, str] = {}
@@ -176,8 +124,6 @@ def run_poller(config: Config, once: bool = False, interval: float | None = None
         raise UsageError("poll needs state.path: it remembers what it published there")
     if not (config.sources.feeds or config.sources.opml):
         raise UsageError("this config has no feeds to poll")
-    from pipeline.feedstate import FeedStateStore
-    from pipeline.pubsub_admin import ensure_subscription, ensure_topic, on_emulator, publisher
     every = interval if interval is not None else config.poll.interval
     stop = threading.Event()
 

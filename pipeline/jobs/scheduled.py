@@ -21,45 +21,49 @@ Runs are serialised by an exclusive lock on `<state.path>.lock` (`state.on_overl
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import time
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 
 from pipeline.config import Config, SinkConfig, UsageError
-from pipeline.graph import Outputs, apply_stages, write_sinks
-from pipeline.io import (SHARD_TEMPLATE, WriteSink, clear_shards, fetch_documents, file_sinks,
-                         finish_file_sinks, merge_shards)
-from pipeline.run import Summary, batch_items, new_pipeline, read_metrics, sink_paths, write_alerts
-from transforms.alerting import DetectSpikes
+from pipeline.feeds.documents import fetch_documents
+from pipeline.feeds.state import FeedStateStore, HeldFeedState
+from pipeline.graph.runner import new_pipeline
+from pipeline.graph.stages import (
+    StageOutputs,
+    apply_stages,
+    batch_items,
+    write_alerts,
+    write_sinks,
+)
+from pipeline.graph.summary import Summary, read_metrics, sink_paths
+from pipeline.io.files import SHARD_TEMPLATE, clear_shards, merge_shards
+from pipeline.io.sinks import WriteSink, file_sinks, finish_file_sinks
+from pipeline.store import sqlite
+from pipeline.store.articles import ArticleStore
+from pipeline.store.lock import run_lock
 from transforms.counts import CountPerWindow, windows_of
-from transforms.records import Article, DeadLetter, FeedDocument, article_from_state, article_to_state
-from transforms.timeutil import from_epoch, now_iso, parse_time, to_epoch
+from transforms.records import (
+    Article,
+    DeadLetter,
+    FeedDocument,
+    article_from_state,
+    article_to_state,
+)
+from transforms.spikes import DetectSpikes
+from transforms.timeutil import from_epoch, parse_time, to_epoch
+from transforms.topic_matcher import Tagger
 from transforms.topics import tag_article
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS stored_articles (
-  id TEXT PRIMARY KEY, published REAL NOT NULL, state TEXT NOT NULL,
-  exported INTEGER NOT NULL DEFAULT 0, stored_at TEXT NOT NULL, run TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS stored_articles_published ON stored_articles (published);
-CREATE TABLE IF NOT EXISTS dirty_windows (
-  window_start REAL NOT NULL, window_end REAL NOT NULL, PRIMARY KEY (window_start, window_end));
-CREATE TABLE IF NOT EXISTS runs (
-  id TEXT PRIMARY KEY, started TEXT NOT NULL, committed TEXT, finished TEXT,
-  items_read INTEGER, new_articles INTEGER);
-"""
 
 
 def crash_point(name: str) -> None:
@@ -69,164 +73,12 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class HeldFeedState:
-    """Wraps a FeedStateStore: reads pass through, writes wait for `flush()` after the commit."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.pending: dict[str, Any] = {}
-
-    def get(self, url: str) -> Any:
-        return self.pending.get(url) or self.store.get(url)
-
-    def get_or_new(self, url: str) -> Any:
-        held = self.pending.get(url)
-        return held if held is not None else self.store.get_or_new(url)
-
-    def put(self, state: Any) -> None:
-        self.pending[state.url] = state
-
-    def flush(self) -> None:
-        for state in self.pending.values():
-            self.store.put(state)
-        self.pending.clear()
 
 
-@contextmanager
-def run_lock(config: Config) -> Iterator[None]:
-    """One run at a time per store; `wait` or `exit` when another run holds it."""
-    assert config.state.path is not None
-    path = Path(f"{config.state.path}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        deadline = time.monotonic() + config.state.wait_timeout
-        announced = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if config.state.on_overlap == "exit" or time.monotonic() >= deadline:
-                    raise OverlapError(f"another mediamon run holds {path} "
-                                       f"(state.on_overlap: {config.state.on_overlap}); not running")
-                if not announced:
-                    print(f"waiting for another mediamon run to release {path} ...", file=sys.stderr)
-                    announced = True
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class OverlapError(Exception):
-    """Another run holds the store."""
 
 
-class ArticleStore:
-    """The run store: every article ever counted, dirty windows, run log (SQLite)."""
-
-    def __init__(self, path: Path, size: float, period: float | None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.size, self.period = size, period
-        self.db = sqlite3.connect(str(path), timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        with self.db:
-            self.db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def begin_run(self) -> str:
-        run = uuid.uuid4().hex[:12]
-        with self.db:
-            self.db.execute("INSERT INTO runs (id, started) VALUES (?, ?)", (run, now_iso()))
-        return run
-
-    def commit(self, run: str, articles: Iterable[Article], items_read: int) -> list[Article]:
-        """Insert the articles whose id is new; mark their windows dirty. One transaction."""
-        new: list[Article] = []
-        stamp = now_iso()
-        with self.db:
-            for article in articles:
-                published = to_epoch(article.published)
-                cursor = self.db.execute(
-                    "INSERT OR IGNORE INTO stored_articles (id, published, state, stored_at, run) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (article.id, published, json.dumps(article_to_state(article), ensure_ascii=False),
-                     stamp, run))
-                if cursor.rowcount:
-                    new.append(article)
-                    self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)",
-                                        windows_of(published, self.size, self.period))
-            self.db.execute("UPDATE runs SET committed = ?, items_read = ?, new_articles = ? WHERE id = ?",
-                            (stamp, items_read, len(new), run))
-        return new
-
-    def mark_period_dirty(self, since: float | None, until: float | None) -> int:
-        """For --rebuild: every window holding a stored article in [since, until)."""
-        rows = self.db.execute(
-            "SELECT published FROM stored_articles WHERE published >= ? AND published < ?",
-            (since if since is not None else float("-inf"), until if until is not None else float("inf")))
-        windows = {w for (published,) in rows for w in windows_of(published, self.size, self.period)}
-        with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)", sorted(windows))
-        return len(windows)
-
-    def dirty_windows(self) -> list[tuple[float, float]]:
-        return [tuple(r) for r in self.db.execute(  # type: ignore[misc]
-            "SELECT window_start, window_end FROM dirty_windows ORDER BY 1")]
-
-    def articles_in(self, windows: Sequence[tuple[float, float]]) -> list[Article]:
-        found: dict[str, Article] = {}
-        for start, end in windows:
-            for ident, state in self.db.execute(
-                    "SELECT id, state FROM stored_articles WHERE published >= ? AND published < ?",
-                    (start, end)):
-                if ident not in found:
-                    found[ident] = article_from_state(json.loads(state))
-        return list(found.values())
-
-    def unexported(self) -> list[Article]:
-        return [article_from_state(json.loads(s)) for (s,) in self.db.execute(
-            "SELECT state FROM stored_articles WHERE exported = 0 ORDER BY published, id")]
-
-    def finish(self, run: str, windows: Sequence[tuple[float, float]], exported: Sequence[str]) -> None:
-        with self.db:
-            self.db.executemany("DELETE FROM dirty_windows WHERE window_start = ? AND window_end = ?", windows)
-            self.db.executemany("UPDATE stored_articles SET exported = 1 WHERE id = ?", [(i,) for i in exported])
-            self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (now_iso(), run))
-
-    def alerts(self) -> list[dict[str, Any]]:
-        """Alerts raised by earlier runs (their cool-downs still hold)."""
-        exists = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'alerts'").fetchone()
-        if not exists:
-            return []
-        cursor = self.db.execute("SELECT * FROM alerts")
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor]
-
-    def replace_tags(self, articles: Iterable[Article]) -> None:
-        with self.db:
-            self.db.executemany("UPDATE stored_articles SET state = ? WHERE id = ?",
-                                [(json.dumps(article_to_state(a), ensure_ascii=False), a.id) for a in articles])
-
-    def prune(self, horizon_seconds: float, now: float | None = None) -> int:
-        """Drop the text of articles published before now - horizon, keeping what counting
-        and dedup need (id, time, language, topics, keyword mentions): counts never change."""
-        cutoff = (now if now is not None else time.time()) - horizon_seconds
-        rows = self.db.execute("SELECT id, state FROM stored_articles WHERE published < ? AND exported = 1 "
-                               "AND json_extract(state, '$.summary') != ''", (cutoff,)).fetchall()
-        slim = []
-        for ident, state in rows:
-            data = json.loads(state)
-            data.update(summary="", evidence=[])
-            slim.append((json.dumps(data, ensure_ascii=False), ident))
-        with self.db:
-            self.db.executemany("UPDATE stored_articles SET state = ? WHERE id = ?", slim)
-        return len(slim)
 
 
 def _store_sinks(config: Config, whats: Sequence[str]) -> list[SinkConfig]:
@@ -316,7 +168,7 @@ def _recount_and_export(config: Config, store: ArticleStore,
     counts = counted["counts"] | "OnlyDirtyCounts" >> beam.Filter(in_dirty)
     topics = counted["topics"] | "OnlyDirtyTopics" >> beam.Filter(in_dirty)
     new_articles = p | "NewArticles" >> beam.Create(to_export, reshuffle=False)
-    outputs = Outputs(articles=new_articles, counts=counts, topics=topics,
+    outputs = StageOutputs(articles=new_articles, counts=counts, topics=topics,
                       dead_letters=p | "StagedDeadLetters" >> beam.Create(dead, reshuffle=False))
     if config.alerts:
         alerts = _alerts_stage(p, config, store, windows)
@@ -341,7 +193,7 @@ def _clear_period(config: Config, store: ArticleStore, windows: Sequence[tuple[f
     for path in paths:
         if path is None or not Path(path).exists():
             continue
-        conn = sqlite3.connect(str(path), timeout=60)
+        conn = sqlite.connect(path)
         try:
             with conn:
                 for table in ("counts", "topics"):
@@ -354,7 +206,6 @@ def _clear_period(config: Config, store: ArticleStore, windows: Sequence[tuple[f
 
 def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool = True) -> Summary:
     """`mediamon run` with `state.path`: exactly-once counts across runs and crashes."""
-    from pipeline.feedstate import FeedStateStore
     assert config.state.path is not None
     started = time.monotonic()
     summary = Summary()
@@ -429,7 +280,6 @@ def rebuild(config: Config, beam_args: Sequence[str] = (), since: str | None = N
             windows = store.dirty_windows()
             _clear_period(config, store, windows)
             # re-tag with the current topics and keywords (e.g. after changing a query)
-            from transforms.tagging import Tagger
             tagger = Tagger(config.topics, config.keywords, config.variants)
             retagged = [tag_article(a, tagger) if a.summary or a.title else a
                         for a in store.articles_in(windows)]

@@ -21,8 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 import plotly.offline  # type: ignore[import-untyped]
 
-from pipeline.outputs import Outputs
-from transforms.alerts import AlertRule
+from pipeline.store.outputs import StoredOutputs
+from transforms.spike_rules import AlertRule
 
 LATEST_PER_TOPIC = 10
 TOP_SOURCES = 20
@@ -77,7 +77,7 @@ details summary { cursor: pointer; }
 """
 
 
-def write_report(outputs: Outputs, alerts_rules: Sequence[AlertRule], out: Path, title: str,
+def write_report(outputs: StoredOutputs, alerts_rules: Sequence[AlertRule], out: Path, title: str,
                  topic_names: Mapping[str, str] | None = None) -> Path:
     """Write the report to `out` (folders created) and return its path."""
     names = dict(topic_names or {})
@@ -124,7 +124,7 @@ def _figure_html(fig: go.Figure, charts: list[str], title: str, x_title: str, y_
                            config={"displaylogo": False, "responsive": True}))
 
 
-def _topic_charts(outputs: Outputs, names: Mapping[str, str], charts: list[str]) -> str:
+def _topic_charts(outputs: StoredOutputs, names: Mapping[str, str], charts: list[str]) -> str:
     by_topic: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     for row in outputs.topics:
         lang = str(row.get("language") or "und")
@@ -159,7 +159,7 @@ def _topic_charts(outputs: Outputs, names: Mapping[str, str], charts: list[str])
     return "\n".join(parts)
 
 
-def _keyword_chart(outputs: Outputs, charts: list[str]) -> str:
+def _keyword_chart(outputs: StoredOutputs, charts: list[str]) -> str:
     series: dict[str, Counter[str]] = defaultdict(Counter)
     for row in outputs.counts:
         series[str(row["keyword"])][str(row["window_start"])] += int(row["articles"] or 0)
@@ -174,7 +174,7 @@ def _keyword_chart(outputs: Outputs, charts: list[str]) -> str:
                         "Window start (UTC)", "Articles")
 
 
-def _sources_chart(outputs: Outputs, charts: list[str]) -> str:
+def _sources_chart(outputs: StoredOutputs, charts: list[str]) -> str:
     sources = Counter(str(a.get("source") or "(unknown)") for a in outputs.articles)
     if not sources:
         return _empty("No articles in this period.")
@@ -185,7 +185,7 @@ def _sources_chart(outputs: Outputs, charts: list[str]) -> str:
                         height=max(300, 60 + 24 * len(top)))
 
 
-def _language_chart(outputs: Outputs, charts: list[str]) -> str:
+def _language_chart(outputs: StoredOutputs, charts: list[str]) -> str:
     langs = Counter(str(a.get("language") or "und") for a in outputs.articles)
     if not langs:
         return _empty("No articles in this period.")
@@ -210,7 +210,7 @@ def _link(url: Any, text: Any) -> str:
     return label
 
 
-def _alerts_table(outputs: Outputs, names: Mapping[str, str]) -> str:
+def _alerts_table(outputs: StoredOutputs, names: Mapping[str, str]) -> str:
     if not outputs.alerts:
         return _empty("No alerts in this period.")
     by_id = {str(a["id"]): a for a in outputs.articles}
@@ -236,7 +236,7 @@ def _alerts_table(outputs: Outputs, names: Mapping[str, str]) -> str:
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _latest_articles(outputs: Outputs, names: Mapping[str, str]) -> str:
+def _latest_articles(outputs: StoredOutputs, names: Mapping[str, str]) -> str:
     by_topic: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for article in outputs.articles:
         for topic in article.get("topics") or []:
@@ -271,7 +271,7 @@ def _section(anchor: str, heading: str, body: str, note: str | None) -> str:
     return f'<section id="{anchor}"><h2>{_e(heading)}</h2>{intro}{body}</section>'
 
 
-def _page(title: str, outputs: Outputs, sections: list[str]) -> str:
+def _page(title: str, outputs: StoredOutputs, sections: list[str]) -> str:
     times = sorted(str(r["window_start"]) for r in outputs.topics + outputs.counts if r.get("window_start"))
     times += sorted(str(a["published"]) for a in outputs.articles if a.get("published"))
     period_from = outputs.since or (min(times) if times else "–")

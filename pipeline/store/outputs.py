@@ -5,7 +5,7 @@ contract's record form (list fields decoded from JSON text). Shards written by a
 runner (`path-00000-of-00002`, `stem-00000-of-00002.suffix`) are read too. Records that share a
 natural key (see transforms.records.NATURAL_KEYS) are kept once, the last read winning, so a
 JSONL file appended by several runs still gives true totals. `pubsub` sinks cannot be read back
-and are listed in `Outputs.skipped`.
+and are listed in `StoredOutputs.skipped`.
 
 `since`/`until` (ISO-8601) keep records whose time is in [since, until): `published` for
 articles, `window_start` for counts, topics and alerts, `at` for dead letters; with a period
@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from pipeline.store import sqlite
 from transforms.records import NATURAL_KEYS, RECORD_FIELDS
 
 WHATS = ("articles", "counts", "topics", "alerts", "dead_letters")
@@ -37,7 +38,7 @@ class OutputsError(Exception):
 
 
 @dataclass
-class Outputs:
+class StoredOutputs:
     articles: list[dict[str, Any]] = field(default_factory=list)
     counts: list[dict[str, Any]] = field(default_factory=list)
     topics: list[dict[str, Any]] = field(default_factory=list)
@@ -70,11 +71,11 @@ def _sink_fields(sink: Any) -> tuple[str, str, Path | None]:
     return str(what), str(kind), Path(path) if path is not None else None
 
 
-def load_outputs(sinks: Sequence[Any], since: str | None = None, until: str | None = None) -> Outputs:
+def load_outputs(sinks: Sequence[Any], since: str | None = None, until: str | None = None) -> StoredOutputs:
     """Read every readable sink; a sink whose file does not exist yet gives no records."""
     lo = parse_iso(since) if since else None
     hi = parse_iso(until) if until else None
-    out = Outputs(since=since, until=until)
+    out = StoredOutputs(since=since, until=until)
     gathered: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {w: {} for w in WHATS}
     for sink in sinks:
         what, kind, path = _sink_fields(sink)
@@ -132,7 +133,7 @@ def _read_jsonl(file: Path) -> Iterator[dict[str, Any]]:
 
 def _read_sqlite(file: Path, table: str) -> Iterator[dict[str, Any]]:
     try:
-        conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+        conn = sqlite.connect(file, read_only=True)
     except sqlite3.Error as exc:
         raise OutputsError(f"{file}: cannot open SQLite file: {exc}") from exc
     try:

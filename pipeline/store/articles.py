@@ -1,0 +1,133 @@
+"""The state store of scheduled runs: stored articles, dirty windows, runs (one SQLite file)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from pipeline.store import sqlite
+from transforms.counts import windows_of
+from transforms.records import Article, article_from_state, article_to_state
+from transforms.timeutil import now_iso, to_epoch
+
+log = logging.getLogger(__name__)
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stored_articles (
+  id TEXT PRIMARY KEY, published REAL NOT NULL, state TEXT NOT NULL,
+  exported INTEGER NOT NULL DEFAULT 0, stored_at TEXT NOT NULL, run TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS stored_articles_published ON stored_articles (published);
+CREATE TABLE IF NOT EXISTS dirty_windows (
+  window_start REAL NOT NULL, window_end REAL NOT NULL, PRIMARY KEY (window_start, window_end));
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, started TEXT NOT NULL, committed TEXT, finished TEXT,
+  items_read INTEGER, new_articles INTEGER);
+"""
+
+
+class ArticleStore:
+    """The run store: every article ever counted, dirty windows, run log (SQLite)."""
+
+    def __init__(self, path: Path, size: float, period: float | None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.size, self.period = size, period
+        self.db = sqlite.connect(path, durable=True)
+        with self.db:
+            self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def begin_run(self) -> str:
+        run = uuid.uuid4().hex[:12]
+        with self.db:
+            self.db.execute("INSERT INTO runs (id, started) VALUES (?, ?)", (run, now_iso()))
+        return run
+
+    def commit(self, run: str, articles: Iterable[Article], items_read: int) -> list[Article]:
+        """Insert the articles whose id is new; mark their windows dirty. One transaction."""
+        new: list[Article] = []
+        stamp = now_iso()
+        with self.db:
+            for article in articles:
+                published = to_epoch(article.published)
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO stored_articles (id, published, state, stored_at, run) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (article.id, published, json.dumps(article_to_state(article), ensure_ascii=False),
+                     stamp, run))
+                if cursor.rowcount:
+                    new.append(article)
+                    self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)",
+                                        windows_of(published, self.size, self.period))
+            self.db.execute("UPDATE runs SET committed = ?, items_read = ?, new_articles = ? WHERE id = ?",
+                            (stamp, items_read, len(new), run))
+        return new
+
+    def mark_period_dirty(self, since: float | None, until: float | None) -> int:
+        """For --rebuild: every window holding a stored article in [since, until)."""
+        rows = self.db.execute(
+            "SELECT published FROM stored_articles WHERE published >= ? AND published < ?",
+            (since if since is not None else float("-inf"), until if until is not None else float("inf")))
+        windows = {w for (published,) in rows for w in windows_of(published, self.size, self.period)}
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)", sorted(windows))
+        return len(windows)
+
+    def dirty_windows(self) -> list[tuple[float, float]]:
+        return [tuple(r) for r in self.db.execute(  # type: ignore[misc]
+            "SELECT window_start, window_end FROM dirty_windows ORDER BY 1")]
+
+    def articles_in(self, windows: Sequence[tuple[float, float]]) -> list[Article]:
+        found: dict[str, Article] = {}
+        for start, end in windows:
+            for ident, state in self.db.execute(
+                    "SELECT id, state FROM stored_articles WHERE published >= ? AND published < ?",
+                    (start, end)):
+                if ident not in found:
+                    found[ident] = article_from_state(json.loads(state))
+        return list(found.values())
+
+    def unexported(self) -> list[Article]:
+        return [article_from_state(json.loads(s)) for (s,) in self.db.execute(
+            "SELECT state FROM stored_articles WHERE exported = 0 ORDER BY published, id")]
+
+    def finish(self, run: str, windows: Sequence[tuple[float, float]], exported: Sequence[str]) -> None:
+        with self.db:
+            self.db.executemany("DELETE FROM dirty_windows WHERE window_start = ? AND window_end = ?", windows)
+            self.db.executemany("UPDATE stored_articles SET exported = 1 WHERE id = ?", [(i,) for i in exported])
+            self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (now_iso(), run))
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts raised by earlier runs (their cool-downs still hold)."""
+        exists = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'alerts'").fetchone()
+        if not exists:
+            return []
+        cursor = self.db.execute("SELECT * FROM alerts")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    def replace_tags(self, articles: Iterable[Article]) -> None:
+        with self.db:
+            self.db.executemany("UPDATE stored_articles SET state = ? WHERE id = ?",
+                                [(json.dumps(article_to_state(a), ensure_ascii=False), a.id) for a in articles])
+
+    def prune(self, horizon_seconds: float, now: float | None = None) -> int:
+        """Drop the text of articles published before now - horizon, keeping what counting
+        and dedup need (id, time, language, topics, keyword mentions): counts never change."""
+        cutoff = (now if now is not None else time.time()) - horizon_seconds
+        rows = self.db.execute("SELECT id, state FROM stored_articles WHERE published < ? AND exported = 1 "
+                               "AND json_extract(state, '$.summary') != ''", (cutoff,)).fetchall()
+        slim = []
+        for ident, state in rows:
+            data = json.loads(state)
+            data.update(summary="", evidence=[])
+            slim.append((json.dumps(data, ensure_ascii=False), ident))
+        with self.db:
+            self.db.executemany("UPDATE stored_articles SET state = ? WHERE id = ?", slim)
+        return len(slim)

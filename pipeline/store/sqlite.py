@@ -1,0 +1,66 @@
+"""The one SQLite helper: every connection to a mediamon SQLite file is opened by `connect`.
+
+One set of settings for every file (the state store, feed state, published ids, sqlite sinks):
+WAL journal, so readers (`mediamon feeds status`, `report`, `serve`) never block a writer; a
+busy timeout long enough for a concurrent run's commit; `synchronous=FULL` where a commit must
+survive a power cut (the state store), NORMAL elsewhere. `read_only=True` opens without creating
+or writing anything.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable
+
+from transforms.records import NATURAL_KEYS, RECORD_FIELDS
+
+BUSY_TIMEOUT = 60.0
+
+
+def connect(path: Path | str, *, durable: bool = False, read_only: bool = False,
+            threads: bool = False) -> sqlite3.Connection:
+    """Open `path` with mediamon's settings; `threads` allows use from several threads (the
+    caller serialises access)."""
+    if read_only:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT,
+                               check_same_thread=not threads)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, check_same_thread=not threads)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    return conn
+
+
+def table_exists(conn: sqlite3.Connection, table: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone() is not None
+
+
+# ---------------------------------------------------------------- record tables (sqlite sinks)
+
+SQLITE_COLUMNS: dict[str, tuple[str, ...]] = {
+    what: fields + (("evidence",) if what == "articles" else ()) for what, fields in RECORD_FIELDS.items()
+}
+
+
+def connect_records(path: Path | str) -> sqlite3.Connection:
+    """A sqlite sink (or the state store's copy of the outputs): one table per record kind."""
+    conn = connect(path)
+    for what, cols in SQLITE_COLUMNS.items():
+        key = ", ".join(NATURAL_KEYS[what])
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {what} ({', '.join(cols)}, PRIMARY KEY ({key}))")
+    return conn
+
+
+def upsert_records(conn: sqlite3.Connection, what: str, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert or replace by natural key: a rerun over the same input leaves the same rows."""
+    cols = SQLITE_COLUMNS[what]
+    sql = (f"INSERT INTO {what} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+           f"ON CONFLICT ({', '.join(NATURAL_KEYS[what])}) DO UPDATE SET "
+           + ", ".join(f"{c}=excluded.{c}" for c in cols if c not in NATURAL_KEYS[what]))
+    if all(c in NATURAL_KEYS[what] for c in cols):
+        sql = f"INSERT OR IGNORE INTO {what} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+    values = [tuple(json.dumps(r.get(c), ensure_ascii=False) if isinstance(r.get(c), (list, dict))
+                    else r.get(c) for c in cols) for r in rows]
+    conn.executemany(sql, values)
+    return len(values)
