@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.config import FeedSource
+from pipeline.config import FeedSource, FetchSettings
+from pipeline.feeds.fetch import fetch_feeds
 from pipeline.feeds.state import FeedStateStore
-from pipeline.feeds.fetch import FetchSettings, fetch_feeds
 from transforms.feeds import parse_feed
 from transforms.records import FeedDocument
 

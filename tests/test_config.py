@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.config import ConfigError, load_config, parse_duration
+from pipeline.config import ConfigError, load_config
+from transforms.timeutil import parse_duration
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

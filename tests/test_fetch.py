@@ -9,9 +9,9 @@ from typing import Iterator
 
 import pytest
 
-from pipeline.config import FeedSource
+from pipeline.config import FeedSource, FetchSettings
+from pipeline.feeds.fetch import FetchOutcome, feeds_status_text, fetch_feeds
 from pipeline.feeds.state import FeedStateStore
-from pipeline.feeds.fetch import FetchOutcome, FetchSettings, feeds_status_text, fetch_feeds
 from tests.feedserver import FeedServer, Route
 from transforms.feeds import FeedError, parse_feed
 

@@ -1,3 +1,28 @@
-"""The config: YAML -> validated, frozen `Config` (see loader.py and model.py)."""
-from pipeline.config.loader import *  # noqa: F401,F403
-from pipeline.config.loader import Config, ConfigError, UsageError, load_config  # noqa: F401
+"""The config: YAML -> validated, frozen `Config`.
+
+model.py holds the dataclasses (what the rest of the code takes), loader.py the entry point
+`load_config`, sections.py one reader per top-level section, checks.py and yaml_lines.py the
+shared helpers. The names below are the package's public face.
+"""
+from pipeline.config.loader import load_config
+from pipeline.config.model import (
+                                   SINK_TYPES,
+                                   SINK_WHATS,
+                                   Config,
+                                   ConfigError,
+                                   DedupConfig,
+                                   FeedSource,
+                                   FetchSettings,
+                                   LanguageConfig,
+                                   PollConfig,
+                                   PubSubSource,
+                                   SinkConfig,
+                                   Sources,
+                                   StateConfig,
+                                   UsageError,
+                                   WindowConfig,
+)
+
+__all__ = ["load_config", "Config", "ConfigError", "UsageError", "FeedSource", "PubSubSource", "Sources",
+           "LanguageConfig", "WindowConfig", "StateConfig", "SinkConfig", "FetchSettings", "DedupConfig",
+           "PollConfig", "SINK_TYPES", "SINK_WHATS"]

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from pipeline.config import Config, FeedSource
-from pipeline.feeds.fetch import FetchSettings, fetch_feeds
+from pipeline.feeds.fetch import fetch_feeds
 from pipeline.feeds.opml import dedupe_feeds, read_opml
 from transforms.records import DeadLetter, FeedDocument
 from transforms.timeutil import now_iso
@@ -26,7 +26,7 @@ def fetch_documents(config: Config, store: Any = None,
                     progress: bool = True) -> tuple[list[FeedDocument], list[DeadLetter], dict[str, int]]:
     """Fetch every due feed once: documents to parse, dead letters for feeds that failed."""
     feeds = all_feeds(config)
-    settings = fetch_settings(config)
+    settings = config.fetch
     docs: list[FeedDocument] = []
     dead: list[DeadLetter] = []
     outcomes: dict[str, int] = {}
@@ -54,12 +54,3 @@ def fetch_documents(config: Config, store: Any = None,
     return docs, dead, outcomes
 
 
-def fetch_settings(config: Config) -> Any:
-    from dataclasses import replace
-
-    f = config.fetch
-    settings = FetchSettings(timeout=f.timeout, max_bytes=f.max_bytes, concurrency=f.concurrency,
-                             per_host_delay=f.per_host_delay, deadline=f.deadline, interval=f.interval,
-                             backoff_base=f.backoff_base, backoff_cap=f.backoff_cap,
-                             max_redirects=f.max_redirects)
-    return replace(settings, user_agent=f.user_agent) if f.user_agent else settings

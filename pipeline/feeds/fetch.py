@@ -36,34 +36,16 @@ import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
-from pipeline.config import FeedSource
+from pipeline.config import FeedSource, FetchSettings
 from pipeline.feeds.state import FeedState, FeedStateStore
 from transforms.records import FeedDocument
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FetchSettings", "FetchOutcome", "fetch_feeds", "feeds_status_text", "read_opml",
-           "dedupe_feeds", "USER_AGENT"]
+__all__ = ["FetchOutcome", "fetch_feeds", "feeds_status_text"]
 
-USER_AGENT = ("mediamon/0.1 (media-monitoring feed reader; "
-              "+https://github.com/mediamon/mediamon)")
 _CHUNK = 64 * 1024
 _RETRY_AFTER_CAP = 7 * 86400.0     # a Retry-After beyond a week is taken as a week
-
-
-@dataclass(frozen=True)
-class FetchSettings:
-    timeout: float = 20.0               # connect and read timeout, seconds
-    max_bytes: int = 15 * 2**20         # body cap, after decompression
-    concurrency: int = 8                # worker threads
-    per_host_delay: float = 1.0         # seconds between two requests to one host
-    user_agent: str = USER_AGENT
-    respect_schedule: bool = True       # skip feeds whose next due time is in the future
-    deadline: float = 60.0              # total seconds per feed (headers + whole body)
-    interval: float = 0.0               # after a success, the feed is due again this much later
-    backoff_base: float = 300.0         # first delay after a failure; doubles per failure
-    backoff_cap: float = 86400.0        # longest delay after failures
-    max_redirects: int = 5
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any, Iterable, Iterator
 
 from pipeline.config import Config, UsageError
-from pipeline.feeds.documents import all_feeds, fetch_settings
+from pipeline.feeds.documents import all_feeds
 from pipeline.feeds.fetch import fetch_feeds
 from pipeline.feeds.state import FeedStateStore, HeldFeedState
 from pipeline.io.pubsub import (
@@ -81,7 +81,7 @@ def new_articles(docs: Iterable[FeedDocument], published: PublishedIds,
 
 
 def _fetch(config: Config, store: Any) -> Iterator[Any]:
-    return fetch_feeds(all_feeds(config), store=store, settings=fetch_settings(config))
+    return fetch_feeds(all_feeds(config), store=store, settings=config.fetch)
 
 
 def poll_once(config: Config, store: Any, published: PublishedIds, client: Any, topic: str) -> PassResult:
