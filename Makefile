@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench
+.PHONY: install demo test test-fast bench
 
 $(BIN)/mediamon: setup.py
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: install
 test: install
 	$(BIN)/python -m mypy pipeline transforms
 	$(BIN)/python -m pytest -q tests
+
+# pure and single-stage tests only (no jobs, emulator, browser or Prism): well under 30 s
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: install
 	$(BIN)/python -m benchmarks.pipeline_bench

@@ -5,7 +5,7 @@ never pickled in from the driver.  Detection never raises: text with no letters 
 """
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence, cast
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -41,9 +41,9 @@ class DetectLanguage(beam.PTransform):
     """Article -> Article with language set (ISO 639-1, or `und`)."""
 
     def __init__(self, allowed: Sequence[str] | None = None, aliases: Mapping[str, str] | None = None,
-                 second_opinion: bool = False) -> None:
+                 second_opinion: bool = True) -> None:
         super().__init__()
         self.fn = _DetectFn(allowed, aliases or {}, second_opinion)
 
     def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        return articles | "Detect" >> beam.ParDo(self.fn).with_output_types(Article)
+        return cast("beam.PCollection", articles | "Detect" >> beam.ParDo(self.fn).with_output_types(Article))

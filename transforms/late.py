@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, cast
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -89,4 +89,4 @@ class SplitLate(beam.PTransform):
         self.fn = _SplitLateFn(size, period, allowed_lateness, clock, margin)
 
     def expand(self, articles: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return articles | "SplitLate" >> beam.ParDo(self.fn).with_outputs(self.LATE, main=self.ON_TIME)
+        return cast("beam.pvalue.DoOutputsTuple", articles | "SplitLate" >> beam.ParDo(self.fn).with_outputs(self.LATE, main=self.ON_TIME))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -127,4 +127,4 @@ class ParseFeedItems(beam.PTransform):
 
     def expand(self, pcoll: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         parse = beam.ParDo(_ParseFn()).with_output_types(Article)  # Article: its fast coder
-        return pcoll | "Parse" >> parse.with_outputs(self.DEAD, main="articles")
+        return cast("beam.pvalue.DoOutputsTuple", pcoll | "Parse" >> parse.with_outputs(self.DEAD, main="articles"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from apache_beam import coders as beam_coders
 
@@ -199,7 +199,7 @@ class _RecordCoder(beam_coders.Coder):
         self._tuple = beam_coders.FastPrimitivesCoder().get_impl()
 
     def encode(self, value: Any) -> bytes:
-        return self._tuple.encode(self._values(value))
+        return cast("bytes", self._tuple.encode(self._values(value)))
 
     def decode(self, encoded: bytes) -> Any:
         return self.record(*self._tuple.decode(encoded))

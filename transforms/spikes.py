@@ -11,7 +11,7 @@ window at a time by `IncrementalEvaluator` (see pipeline/stream.py).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, cast
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -65,10 +65,10 @@ class DetectSpikes(beam.PTransform):
                                 origin=self.origin, earlier_alerts=earlier)
 
     def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        return (articles
+        return (cast("beam.PCollection", articles
                 | "TopicMembers" >> beam.FlatMap(_topic_members)
                 | "ByTopic" >> beam.GroupByKey()
-                | "Evaluate" >> beam.FlatMap(self._evaluate))
+                | "Evaluate" >> beam.FlatMap(self._evaluate)))
 
 
 class _ClosedWindowIds(beam.DoFn):
@@ -116,7 +116,7 @@ class StreamSpikes(beam.PTransform):
         self.trigger = trigger
 
     def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        return (articles
+        return (cast("beam.PCollection", articles
                 | "EventTime" >> beam.Map(stamp)
                 | "Window" >> beam.WindowInto(self.window_fn, trigger=self.trigger,
                                               accumulation_mode=AccumulationMode.ACCUMULATING,
@@ -125,4 +125,4 @@ class StreamSpikes(beam.PTransform):
                 | "IdsPerWindow" >> beam.GroupByKey()
                 | "ClosedWindows" >> beam.ParDo(_ClosedWindowIds())
                 | "Global" >> beam.WindowInto(beam_window.GlobalWindows())
-                | "Evaluate" >> beam.ParDo(_EvaluateFn(self.rules, self.step)))
+                | "Evaluate" >> beam.ParDo(_EvaluateFn(self.rules, self.step))))

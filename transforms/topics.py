@@ -5,7 +5,7 @@ multi-pattern prefilter) is built once per worker in setup() from small picklabl
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, cast
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -50,4 +50,4 @@ class TagTopics(beam.PTransform):
         self.fn = _TagFn(topics, keywords, variants)
 
     def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        return articles | "Tag" >> beam.ParDo(self.fn).with_output_types(Article)
+        return cast("beam.PCollection", articles | "Tag" >> beam.ParDo(self.fn).with_output_types(Article))

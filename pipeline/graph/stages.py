@@ -6,7 +6,7 @@ Batch and streaming share `apply_stages`; they differ only in the source, the de
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -84,8 +84,8 @@ def write_sinks(outputs: StageOutputs, config: Config, *, streaming: bool = Fals
 
 def counted_dead_letters(p: beam.Pipeline, dead: list[DeadLetter], label: str) -> beam.PCollection:
     """Dead letters made on the driver (feeds that failed to fetch): each is one item read."""
-    return (p | f"{label}Create" >> beam.Create(dead)
-            | f"{label}ItemsRead" >> beam.Map(_count("mediamon", "items_read")))
+    return (cast("beam.PCollection", p | f"{label}Create" >> beam.Create(dead)
+            | f"{label}ItemsRead" >> beam.Map(_count("mediamon", "items_read"))))
 
 
 __all__ = ["StageOutputs", "apply_stages", "write_sinks", "counted_dead_letters", "Article"]

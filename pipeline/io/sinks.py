@@ -111,6 +111,48 @@ class _AppendLinesFn(beam.DoFn):
         yield len(batch)
 
 
+def _write_pubsub(records: beam.PCollection, sink: SinkConfig, streaming: bool) -> Any:
+    assert sink.topic is not None, "config validation requires a topic"
+    return (records
+            | "ToBytes" >> beam.Map(lambda r, f=to_json_line(sink.what): f(r).encode("utf-8"))
+            | "WritePubSub" >> beam.io.WriteToPubSub(sink.topic))
+
+
+def _write_sqlite(records: beam.PCollection, sink: SinkConfig, streaming: bool) -> Any:
+    assert sink.path is not None, "config validation requires a path"
+    return (records
+            | "Batch" >> _batch(streaming)
+            | "Upsert" >> beam.ParDo(_SqliteWriteFn(str(sink.path), sink.what)))
+
+
+def _write_lines(records: beam.PCollection, sink: SinkConfig, streaming: bool) -> Any:
+    """jsonl and csv: shards per bundle in batch (merged into one file after a local run),
+    appended lines in streaming."""
+    assert sink.path is not None, "config validation requires a path"
+    line = to_json_line(sink.what) if sink.type == "jsonl" else to_csv_line(sink.what)
+    header = csv_header(sink.what) if sink.type == "csv" else None
+    lines = records | "Format" >> beam.Map(line)
+    if streaming:
+        return lines | "Batch" >> _batch(True) | "Append" >> beam.ParDo(_AppendLinesFn(str(sink.path), header))
+    sink.path.parent.mkdir(parents=True, exist_ok=True)
+    # Shards per bundle (no grouping of every line under one key, which would hold the
+    # whole output in memory); a local run merges them into one file at `path` afterwards.
+    return lines | "Write" >> beam.io.WriteToText(
+        str(sink.path), shard_name_template=SHARD_TEMPLATE, header=header)
+
+
+SinkWriter = Callable[[beam.PCollection, SinkConfig, bool], Any]
+
+# The sink registry: config `type` -> how its records are written. A new sink type is one
+# function here and its name in pipeline/config/model.SINK_TYPES.
+SINK_WRITERS: dict[str, SinkWriter] = {
+    "jsonl": _write_lines,
+    "csv": _write_lines,
+    "sqlite": _write_sqlite,
+    "pubsub": _write_pubsub,
+}
+
+
 class WriteSink(beam.PTransform):
     """Records (with to_json) -> the configured sink.  `streaming` switches file sinks to append."""
 
@@ -120,35 +162,7 @@ class WriteSink(beam.PTransform):
         self.streaming = streaming
 
     def expand(self, records: beam.PCollection) -> Any:
-        sink, what = self.sink, self.sink.what
-        if sink.type == "pubsub":
-            assert sink.topic is not None, "config validation requires a topic"
-            return (records
-                    | "ToBytes" >> beam.Map(lambda r, f=to_json_line(what): f(r).encode("utf-8"))
-                    | "WritePubSub" >> beam.io.WriteToPubSub(sink.topic))
-        assert sink.path is not None
-        if sink.type == "sqlite":
-            return (records
-                    | "Batch" >> _batch(self.streaming)
-                    | "Upsert" >> beam.ParDo(_SqliteWriteFn(str(sink.path), what)))
-        line = to_json_line(what) if sink.type == "jsonl" else to_csv_line(what)
-        header = csv_header(what) if sink.type == "csv" else None
-        lines = records | "Format" >> beam.Map(line)
-        if self.streaming:
-            return lines | "Batch" >> _batch(True) | "Append" >> beam.ParDo(_AppendLinesFn(str(sink.path), header))
-        sink.path.parent.mkdir(parents=True, exist_ok=True)
-        # Shards per bundle (no grouping of every line under one key, which would hold the
-        # whole output in memory); a local run merges them into one file at `path` afterwards.
-        return lines | "Write" >> beam.io.WriteToText(
-            str(sink.path), shard_name_template=SHARD_TEMPLATE, header=header)
-
-
-
-
-
-
-
-
+        return SINK_WRITERS[self.sink.type](records, self.sink, self.streaming)
 
 
 def file_sinks(sinks: Iterable[SinkConfig]) -> list[SinkConfig]:

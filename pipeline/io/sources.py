@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import apache_beam as beam
 
@@ -37,7 +37,7 @@ class ReadJsonlItems(beam.PTransform):
                                                     validate=False)
                 | f"NonBlank{i}" >> beam.Filter(lambda line: bool(line.strip()))
                 | f"ToItem{i}" >> beam.Map(_to_raw_item(path.name)))
-        return parts | "FlattenJsonl" >> beam.Flatten() if len(parts) > 1 else parts[0]
+        return cast("beam.PCollection", parts | "FlattenJsonl" >> beam.Flatten() if len(parts) > 1 else parts[0])
 
 
 def message_to_item(subscription: str) -> Callable[[Any], RawItem]:
@@ -58,5 +58,5 @@ class ReadPubSubItems(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         read = beam.io.ReadFromPubSub(subscription=self.subscription, topic=self.topic,
                                       with_attributes=True)
-        return (pbegin | "ReadPubSub" >> read
-                | "ToItem" >> beam.Map(message_to_item(self.subscription or self.topic or "pubsub")))
+        return (cast("beam.PCollection", pbegin | "ReadPubSub" >> read
+                | "ToItem" >> beam.Map(message_to_item(self.subscription or self.topic or "pubsub"))))

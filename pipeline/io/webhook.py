@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, cast
 from urllib.parse import urlsplit
 
 import apache_beam as beam
@@ -130,4 +130,4 @@ class PostAlerts(beam.PTransform):
         self.spec = spec
 
     def expand(self, alerts: beam.PCollection) -> beam.PCollection:
-        return alerts | "Post" >> beam.ParDo(_PostAlertFn(self.spec))
+        return cast("beam.PCollection", alerts | "Post" >> beam.ParDo(_PostAlertFn(self.spec)))

@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, cast
 
 import apache_beam as beam
 
@@ -102,10 +102,10 @@ def _alerts_stage(p: beam.Pipeline, config: Config, store: "ArticleStore",
     origin = None
     if origin_row and origin_row[0] is not None:
         origin = from_epoch(min(s for s, _ in windows_of(origin_row[0], config.windows.size, config.windows.period)))
-    return (p | "AlertHistory" >> beam.Create(history, reshuffle=False)
+    return (cast("beam.PCollection", p | "AlertHistory" >> beam.Create(history, reshuffle=False)
             | "DetectSpikes" >> DetectSpikes(config.alerts, config.windows.size, config.windows.period,
                                              new_windows=[from_epoch(s) for s, _ in windows],
-                                             earlier_alerts=earlier, origin=origin))
+                                             earlier_alerts=earlier, origin=origin)))
 
 
 def _staging(config: Config, run: str, kind: str) -> Path:
