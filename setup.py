@@ -8,7 +8,7 @@ setup(
                 "deduplicated, language-detected, topic-tagged articles and windowed counts out.",
     python_requires=">=3.10",
     packages=find_packages(include=["pipeline*", "transforms*"]),
-    package_data={"transforms": ["data/*"]},
+    package_data={"transforms": ["data/*"], "pipeline.tools.serve": ["static/*"]},
     install_requires=[
         "apache-beam>=2.77.0,<2.78",
         "feedparser>=6.0.11,<7",
@@ -22,9 +22,11 @@ setup(
         "requests>=2.31,<3",
         "charset-normalizer>=3,<4",
         "plotly>=7.1,<8",
+        "starlette>=0.46,<2",
+        "uvicorn>=0.34,<1",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "mypy>=1.10"],
+        "test": ["pytest>=8,<10", "mypy>=1.10", "selenium>=4.25,<5", "httpx>=0.27,<1"],
     },
     entry_points={"console_scripts": ["mediamon=pipeline.cli:main"]},
 )

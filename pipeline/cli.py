@@ -5,6 +5,7 @@ mediamon stream CONFIG [...]          mediamon poll CONFIG [--once] [--interval 
 mediamon report CONFIG [--out FILE]   mediamon validate CONFIG
 mediamon topics test CONFIG [--labelled FILE]
 mediamon feeds status CONFIG          mediamon alerts backtest CONFIG [--since T --until T]
+mediamon serve CONFIG [--host 127.0.0.1] [--port 8080] [--allow-remote --token T]
 
 Exit codes: 0 done, 2 bad config or usage, 1 pipeline failure.  Logging is configured
 here and only here.
@@ -61,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--since")
     report.add_argument("--until")
     with_config("validate", "check the config only")
+    serve = with_config("serve", "read-only live web dashboard over the sqlite sinks and feed state")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a non-loopback --host (needs --token)")
+    serve.add_argument("--token", help="required on every request (default: $MEDIAMON_SERVE_TOKEN)")
 
     topics = sub.add_parser("topics", help="topic rule tools")
     tsub = topics.add_subparsers(dest="topics_command", required=True)
@@ -140,6 +147,21 @@ def _cmd_report(config: Config, args: argparse.Namespace, beam_args: list[str]) 
     return EXIT_OK
 
 
+def _cmd_serve(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
+    import os
+    from pipeline.tools.serve import check_bind, serve
+    token = args.token or os.environ.get("MEDIAMON_SERVE_TOKEN") or None
+    try:
+        check_bind(args.host, args.allow_remote, token)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port}: 1 to 65535")
+    print(f"mediamon serve: http://{args.host}:{args.port}/ (read-only; Ctrl-C stops)", flush=True)
+    serve(config, host=args.host, port=args.port, token=token)
+    return EXIT_OK
+
+
 def _cmd_topics(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.tools.topictest import run_topic_tests
     try:
@@ -174,7 +196,7 @@ def _cmd_alerts(config: Config, args: argparse.Namespace, beam_args: list[str]) 
 
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace, list[str]], int]] = {
     "validate": _cmd_validate, "run": _cmd_run, "stream": _cmd_stream, "poll": _cmd_poll,
-    "report": _cmd_report, "topics": _cmd_topics, "feeds": _cmd_feeds, "alerts": _cmd_alerts,
+    "report": _cmd_report, "serve": _cmd_serve, "topics": _cmd_topics, "feeds": _cmd_feeds, "alerts": _cmd_alerts,
 }
 
 

@@ -43,12 +43,28 @@ SQLITE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Indexes that `mediamon serve` reads with (latest articles per language/source, alerts and dead
+# letters by time): created by every run that writes a sqlite sink, so a store written by an older
+# version gets them on its next run.
+SQLITE_INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
+    "articles": (("articles_published", "published, id"),
+                 ("articles_language_published", "language, published"),
+                 ("articles_source_published", "source, published")),
+    "counts": (("counts_keyword_window", "keyword, window_start"),),
+    "topics": (("topics_topic_window", "topic, window_start"),),
+    "alerts": (("alerts_window", "window_start"),),
+    "dead_letters": (("dead_letters_at", "at"),),
+}
+
+
 def connect_records(path: Path | str) -> sqlite3.Connection:
     """A sqlite sink (or the state store's copy of the outputs): one table per record kind."""
     conn = connect(path)
     for what, cols in SQLITE_COLUMNS.items():
         key = ", ".join(NATURAL_KEYS[what])
         conn.execute(f"CREATE TABLE IF NOT EXISTS {what} ({', '.join(cols)}, PRIMARY KEY ({key}))")
+        for name, columns in SQLITE_INDEXES.get(what, ()):
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {what} ({columns})")
     return conn
 
 

@@ -1,0 +1,393 @@
+"""The dashboard's read-only queries over the configured SQLite sinks and the feed-state store.
+
+Every connection is opened with `pipeline.store.sqlite.connect(path, read_only=True)` (SQLite
+`mode=ro`) and `PRAGMA query_only`, so nothing here can write. Every value from a request is a
+bound parameter; the only names put into SQL text are table and column names from fixed lists.
+
+Sized for a million stored articles: charts read the per-window `topics`/`counts` tables (never
+the articles), latest articles use keyset pagination over the `(published, id)`,
+`(language, published)` and `(source, published)` indexes created by the sqlite sink
+(`pipeline.store.sqlite.SQLITE_INDEXES`); a store written before those indexes existed still
+works and the page says which command adds them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from pipeline.store import sqlite
+from pipeline.store.sqlite import SQLITE_INDEXES
+
+WHATS = ("articles", "counts", "topics", "alerts", "dead_letters")
+MAX_POINTS = 400          # a chart with more windows than this is summed per day, then per month
+FEED_FIELDS = ("url", "current_url", "last_status", "http_status", "last_error", "last_fetch",
+               "last_new_item", "error_count", "next_due", "retired")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the page shows; every field comes from the URL (validated in app.py)."""
+
+    since: str | None = None        # ISO-8601 UTC, inclusive ('YYYY-MM-DDTHH:MM:SSZ')
+    until: str | None = None        # exclusive
+    period: float | None = None     # seconds back from the newest stored window (if no since)
+    topic: str | None = None
+    language: str | None = None
+    source: str | None = None
+    metric: str = "articles"        # articles | stories (when the store has a stories column)
+    before: tuple[str, str] | None = None   # keyset cursor: (published, id) of the last row shown
+    limit: int = 25
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _shift(value: str, seconds: float) -> str:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return iso(datetime.fromtimestamp(moment.timestamp() - seconds, timezone.utc))
+
+
+@dataclass
+class Store:
+    """Where each record kind is stored (the first sqlite sink of that kind) and the feed state."""
+
+    paths: dict[str, Path]
+    state_path: Path | None = None
+    config_file: str = "CONFIG"
+    notices: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _conn(self, path: Path) -> Iterator[sqlite3.Connection]:
+        conn = sqlite.connect(path, read_only=True, threads=True)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            yield conn
+        finally:
+            conn.close()
+
+    def _existing(self, what: str) -> Path | None:
+        path = self.paths.get(what)
+        return path if path is not None and path.exists() else None
+
+    def columns(self, what: str) -> set[str]:
+        path = self._existing(what)
+        if path is None:
+            return set()
+        with self._conn(path) as conn:
+            return {row[1] for row in conn.execute(f'PRAGMA table_info("{what}")')}  # what: fixed list
+
+    def has_table(self, path: Path, table: str) -> bool:
+        with self._conn(path) as conn:
+            return sqlite.table_exists(conn, table)
+
+    def version(self) -> str:
+        """Changes whenever a sink file (or its WAL) changes: the page polls with it."""
+        parts = []
+        files = {p for p in self.paths.values()} | ({self.state_path} if self.state_path else set())
+        for path in sorted(files):
+            for file in (path, Path(f"{path}-wal")):
+                try:
+                    st = os.stat(file)
+                    parts.append(f"{st.st_mtime_ns}:{st.st_size}")
+                except OSError:
+                    parts.append("-")
+        return ".".join(parts)
+
+    # ------------------------------------------------------------ state of the store
+
+    def status(self) -> dict[str, Any]:
+        """What is there, what is missing and what to run about it."""
+        tables: dict[str, bool] = {}
+        notices: list[str] = []
+        for what in WHATS:
+            path = self._existing(what)
+            tables[what] = bool(path and self.has_table(path, what))
+        if not self.paths:
+            empty = (f"No sqlite sink is configured, and the dashboard reads SQLite: add "
+                     f"`{{type: sqlite, path: out/mediamon.db, what: articles}}` (and counts, topics, "
+                     f"alerts, dead_letters) to the sinks of {self.config_file}, then run "
+                     f"`mediamon run {self.config_file}`.")
+        elif not any(tables.values()):
+            files = ", ".join(sorted({str(p) for p in self.paths.values()}))
+            empty = (f"The store is empty ({files} not written yet): run `mediamon run {self.config_file}` "
+                     f"(or `mediamon stream {self.config_file}`) to fill it; this page updates by itself.")
+        else:
+            empty = ""
+        for what, wanted in SQLITE_INDEXES.items():
+            path = self._existing(what)
+            if not (path and tables.get(what)):
+                continue
+            with self._conn(path) as conn:
+                have = {row[0] for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name=?", (what,))}
+            missing = [name for name, _ in wanted if name not in have]
+            if missing:
+                notices.append(f"The {what} table was written by an older mediamon and lacks the indexes "
+                               f"{', '.join(missing)}: pages stay correct but slow on a large store. "
+                               f"Any `mediamon run {self.config_file}` (or `stream`) that writes this sink adds them.")
+        return {"empty": empty, "tables": tables, "notices": notices,
+                "stories": "stories" in self.columns("topics"),
+                "story_table": bool(self._existing("articles") and self.has_table(self.paths["articles"], "stories"))}
+
+    # ------------------------------------------------------------ period
+
+    def resolve(self, f: Filters) -> Filters:
+        """`period` made concrete: since = newest stored window start minus the period."""
+        if f.since or f.period is None:
+            return f
+        latest = self._latest_window()
+        if latest is None:
+            return f
+        return dataclasses.replace(f, since=_shift(latest, f.period - 1))
+
+    def bounds(self, f: Filters) -> tuple[str | None, str | None]:
+        return f.since, f.until
+
+    def _latest_window(self) -> str | None:
+        for what in ("topics", "counts"):
+            path = self._existing(what)
+            if path and self.has_table(path, what):
+                with self._conn(path) as conn:
+                    row = conn.execute(f"SELECT MAX(window_start) FROM {what}").fetchone()  # PK prefix
+                if row and row[0]:
+                    return str(row[0])
+        return None
+
+    # ------------------------------------------------------------ charts
+
+    def _series(self, what: str, key: str, f: Filters, by_language: bool) -> dict[str, Any]:
+        path = self._existing(what)
+        if path is None or not self.has_table(path, what):
+            return {"buckets": "window", "series": {}}
+        cols = self.columns(what)
+        metric = "stories" if f.metric == "stories" and "stories" in cols else "articles"
+        since, until = self.bounds(f)
+        where, args = ["1=1"], []
+        if since:
+            where.append("window_start >= ?")
+            args.append(since)
+        if until:
+            where.append("window_start < ?")
+            args.append(until)
+        if f.language:
+            where.append("language = ?")
+            args.append(f.language)
+        if f.topic and what == "topics":
+            where.append("topic = ?")
+            args.append(f.topic)
+        group = "language" if by_language else key
+        cond = " AND ".join(where)
+        with self._conn(path) as conn:
+            n = conn.execute(f"SELECT COUNT(DISTINCT window_start) FROM {what} WHERE {cond}", args).fetchone()[0]
+            width, label = 20, "window"
+            if n > MAX_POINTS:
+                width, label = 10, "day"
+                days = conn.execute(f"SELECT COUNT(DISTINCT substr(window_start, 1, 10)) FROM {what} "
+                                    f"WHERE {cond}", args).fetchone()[0]
+                if days > MAX_POINTS:
+                    width, label = 7, "month"
+            rows = conn.execute(
+                f"SELECT substr(window_start, 1, {width}) AS b, {group}, SUM({metric}) FROM {what} "
+                f"WHERE {cond} GROUP BY b, {group} ORDER BY b", args).fetchall()
+        series: dict[str, dict[str, list[Any]]] = {}
+        for bucket, name, total in rows:
+            s = series.setdefault(str(name), {"x": [], "y": []})
+            s["x"].append(_bucket_time(str(bucket)))
+            s["y"].append(int(total or 0))
+        return {"buckets": label, "metric": metric, "series": series}
+
+    def topic_series(self, f: Filters) -> dict[str, Any]:
+        return self._series("topics", "topic", f, by_language=False)
+
+    def language_series(self, f: Filters) -> dict[str, Any]:
+        return self._series("topics", "topic", f, by_language=True)
+
+    def keyword_series(self, f: Filters) -> dict[str, Any]:
+        return self._series("counts", "keyword", f, by_language=False)
+
+    # ------------------------------------------------------------ lists
+
+    def articles(self, f: Filters, ids: list[str] | None = None) -> dict[str, Any]:
+        path = self._existing("articles")
+        if path is None or not self.has_table(path, "articles"):
+            return {"rows": [], "next": None}
+        cols = self.columns("articles")
+        wanted = ("id", "url", "title", "summary", "source", "published", "language", "topics",
+                  "keywords", "evidence", "stories", "story")
+        select = ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
+        where, args = ["1=1"], []
+        if ids is not None:
+            where.append(f"id IN ({', '.join('?' for _ in ids)})")
+            args.extend(ids)
+        else:
+            since, until = self.bounds(f)
+            if since:
+                where.append("published >= ?")
+                args.append(since)
+            if until:
+                where.append("published < ?")
+                args.append(until)
+            for column, value in (("language", f.language), ("source", f.source)):
+                if value:
+                    where.append(f"{column} = ?")
+                    args.append(value)
+            if f.topic:
+                where.append("topics LIKE ?")
+                args.append("%" + json.dumps(f.topic, ensure_ascii=False).replace("%", r"\%").replace("_", r"\_") + "%")
+                where[-1] += " ESCAPE '\\'"
+            if f.before:
+                where.append("(published < ? OR (published = ? AND id < ?))")
+                args.extend([f.before[0], f.before[0], f.before[1]])
+        limit = len(ids) if ids is not None else f.limit + 1
+        sql = (f"SELECT {select} FROM articles WHERE {' AND '.join(where)} "
+               f"ORDER BY published DESC, id DESC LIMIT ?")
+        with self._conn(path) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = [_article(dict(r)) for r in conn.execute(sql, [*args, max(limit, 0)])]
+        more = ids is None and len(rows) > f.limit
+        rows = rows[:f.limit] if ids is None else rows
+        nxt = f"{rows[-1]['published']}|{rows[-1]['id']}" if more and rows else None
+        return {"rows": rows, "next": nxt}
+
+    def alerts(self, f: Filters, limit: int = 20) -> list[dict[str, Any]]:
+        path = self._existing("alerts")
+        if path is None or not self.has_table(path, "alerts"):
+            return []
+        since, until = self.bounds(f)
+        where, args = ["1=1"], []
+        if since:
+            where.append("window_start >= ?")
+            args.append(since)
+        if until:
+            where.append("window_start < ?")
+            args.append(until)
+        if f.topic:
+            where.append("topic = ?")
+            args.append(f.topic)
+        with self._conn(path) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = [dict(r) for r in conn.execute(
+                f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY window_start DESC, topic LIMIT ?",
+                [*args, limit])]
+        for alert in rows:
+            try:
+                ids = [str(i) for i in json.loads(alert.get("articles") or "[]")]
+            except (json.JSONDecodeError, TypeError):
+                ids = []
+            found = {a["id"]: a for a in self.articles(f, ids=ids[:50])["rows"]} if ids else {}
+            alert["articles"] = [found.get(i) or {"id": i, "missing": True} for i in ids[:50]]
+            alert["article_count"] = len(ids)
+        return rows
+
+    def dead_letters(self, f: Filters, limit: int = 10) -> dict[str, Any]:
+        path = self._existing("dead_letters")
+        if path is None or not self.has_table(path, "dead_letters"):
+            return {"stages": [], "latest": []}
+        since, until = self.bounds(f)
+        where, args = ["1=1"], []
+        if since:
+            where.append("at >= ?")
+            args.append(since)
+        if until:
+            where.append("at < ?")
+            args.append(until)
+        if f.source:
+            where.append("source = ?")
+            args.append(f.source)
+        cond = " AND ".join(where)
+        with self._conn(path) as conn:
+            stages = [{"stage": s, "count": n} for s, n in conn.execute(
+                f"SELECT stage, COUNT(*) FROM dead_letters WHERE {cond} GROUP BY stage ORDER BY 2 DESC", args)]
+            latest = [{"stage": s, "error": e, "source": src, "raw": (raw or "")[:300], "at": at}
+                      for s, e, src, raw, at in conn.execute(
+                          f"SELECT stage, error, source, raw, at FROM dead_letters WHERE {cond} "
+                          f"ORDER BY at DESC LIMIT ?", [*args, limit])]
+        return {"stages": stages, "latest": latest}
+
+    def feeds(self, names: dict[str, str]) -> dict[str, Any]:
+        """Feed health from `feed_state` in the state store; `names` maps configured URL -> name."""
+        if self.state_path is None:
+            return {"note": f"No feed state: {self.config_file} has no state.path (feed health is "
+                            "kept only by runs with a state store).", "rows": []}
+        if not self.state_path.exists() or not self.has_table(self.state_path, "feed_state"):
+            return {"note": f"No feed state yet in {self.state_path}: run `mediamon run {self.config_file}`.",
+                    "rows": []}
+        with self._conn(self.state_path) as conn:
+            have = {row[1] for row in conn.execute("PRAGMA table_info(feed_state)")}
+            select = ", ".join(c if c in have else f"NULL AS {c}" for c in FEED_FIELDS)
+            conn.row_factory = sqlite3.Row
+            rows = [dict(r) for r in conn.execute(f"SELECT {select} FROM feed_state ORDER BY url")]
+        for row in rows:
+            row["name"] = names.get(str(row["url"]), "")
+            for key in ("last_fetch", "last_new_item", "next_due"):
+                if isinstance(row.get(key), (int, float)):
+                    row[key] = iso(datetime.fromtimestamp(float(row[key]), timezone.utc))
+        return {"note": "", "rows": rows}
+
+    def options(self) -> dict[str, list[str]]:
+        """Languages and sources seen (for the filter menus)."""
+        out: dict[str, list[str]] = {"languages": [], "sources": []}
+        path = self._existing("topics")
+        if path and self.has_table(path, "topics"):
+            with self._conn(path) as conn:
+                out["languages"] = [r[0] for r in conn.execute(
+                    "SELECT DISTINCT language FROM topics ORDER BY 1 LIMIT 200") if r[0]]
+        path = self._existing("articles")
+        if path and self.has_table(path, "articles"):
+            with self._conn(path) as conn:
+                out["sources"] = [r[0] for r in conn.execute(
+                    "SELECT DISTINCT source FROM articles ORDER BY 1 LIMIT 500") if r[0]]
+        return out
+
+    def stories(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The `stories` table (issue 16) when present: its newest rows, whatever its columns."""
+        path = self._existing("articles")
+        if path is None or not self.has_table(path, "stories"):
+            return []
+        with self._conn(path) as conn:
+            cols = [row[1] for row in conn.execute("PRAGMA table_info(stories)")]
+            order = next((c for c in ("last_seen", "updated", "published", "first_seen") if c in cols), "rowid")
+            conn.row_factory = sqlite3.Row
+            rows = [dict(r) for r in conn.execute(f'SELECT * FROM stories ORDER BY "{order}" DESC LIMIT ?', (limit,))]
+        return rows
+
+
+def _bucket_time(bucket: str) -> str:
+    if len(bucket) == 7:
+        return bucket + "-01T00:00:00Z"
+    if len(bucket) == 10:
+        return bucket + "T00:00:00Z"
+    return bucket
+
+
+def _article(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("topics", "keywords", "evidence"):
+        value = row.get(key)
+        if isinstance(value, str):
+            try:
+                row[key] = json.loads(value) if value.strip() else None
+            except json.JSONDecodeError:
+                row[key] = None
+    row["topics"] = row.get("topics") or []
+    row["keywords"] = row.get("keywords") or []
+    row["evidence"] = row.get("evidence") or {}
+    return row
+
+
+def store_of(config: Any) -> Store:
+    """The Store of a loaded Config: first sqlite sink per record kind; the state store for feeds."""
+    paths: dict[str, Path] = {}
+    for sink in config.sinks:
+        if sink.type == "sqlite" and sink.what in WHATS and sink.path is not None:
+            paths.setdefault(sink.what, Path(sink.path))
+    return Store(paths=paths, state_path=config.state.path, config_file=str(config.file))
