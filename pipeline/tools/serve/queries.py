@@ -315,23 +315,29 @@ class Store:
         return {"stages": stages, "latest": latest}
 
     def feeds(self, names: dict[str, str]) -> dict[str, Any]:
-        """Feed health from `feed_state` in the state store; `names` maps configured URL -> name."""
+        """Each configured feed (`names`: URL -> name) with its row of `feed_state`, if any.
+
+        Only feeds fetched over HTTP(S) by a run with a state store have state; a configured
+        feed without a row is listed as never fetched (local files never get one)."""
         if self.state_path is None:
-            return {"note": f"No feed state: {self.config_file} has no state.path (feed health is "
-                            "kept only by runs with a state store).", "rows": []}
-        if not self.state_path.exists() or not self.has_table(self.state_path, "feed_state"):
-            return {"note": f"No feed state yet in {self.state_path}: run `mediamon run {self.config_file}`.",
-                    "rows": []}
-        with self._conn(self.state_path) as conn:
-            have = {row[1] for row in conn.execute("PRAGMA table_info(feed_state)")}
-            select = ", ".join(c if c in have else f"NULL AS {c}" for c in FEED_FIELDS)
-            conn.row_factory = sqlite3.Row
-            rows = [dict(r) for r in conn.execute(f"SELECT {select} FROM feed_state ORDER BY url")]
-        for row in rows:
-            row["name"] = names.get(str(row["url"]), "")
+            rows = [{"url": url, "name": name, "last_status": None} for url, name in sorted(names.items())]
+            return {"note": f"{self.config_file} has no state.path, so no feed health is kept; "
+                            "configured feeds:", "rows": rows}
+        stored: dict[str, dict[str, Any]] = {}
+        if self.state_path.exists() and self.has_table(self.state_path, "feed_state"):
+            with self._conn(self.state_path) as conn:
+                have = {row[1] for row in conn.execute("PRAGMA table_info(feed_state)")}
+                select = ", ".join(c if c in have else f"NULL AS {c}" for c in FEED_FIELDS)
+                conn.row_factory = sqlite3.Row
+                stored = {str(r["url"]): dict(r) for r in conn.execute(f"SELECT {select} FROM feed_state")}
+        rows = []
+        for url in sorted(set(names) | set(stored)):
+            row = stored.get(url) or {"url": url, "last_status": None}
+            row["name"] = names.get(url, "(no longer configured)")
             for key in ("last_fetch", "last_new_item", "next_due"):
                 if isinstance(row.get(key), (int, float)):
                     row[key] = iso(datetime.fromtimestamp(float(row[key]), timezone.utc))
+            rows.append(row)
         return {"note": "", "rows": rows}
 
     def options(self) -> dict[str, list[str]]:

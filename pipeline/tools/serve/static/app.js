@@ -34,8 +34,8 @@
   }
 
   // Text with the evidence's surface forms wrapped in <mark>, inside an auto-direction element.
-  function highlighted(tag, cls, text, forms) {
-    const node = el(tag, { class: cls, dir: "auto" });
+  function highlighted(tag, cls, text, forms, dir) {
+    const node = el(tag, { class: cls, dir: dir });
     text = text || "";
     const list = [...new Set(forms)].filter((f) => f && f.length > 1).sort((a, b) => b.length - a.length);
     if (!list.length) { node.textContent = text; return node; }
@@ -61,7 +61,7 @@
 
   function articleItem(a, names) {
     const url = safeUrl(a.url);
-    const title = highlighted("span", "title", a.title || a.id, formsOf(a));
+    const title = highlighted("span", "title", a.title || a.id, formsOf(a), null);  // the .head sets dir
     const head = el("div", { class: "head", dir: "auto" },
       url ? el("a", { href: url, rel: "noopener noreferrer", target: "_blank" }, title) : title);
     const topics = (a.topics || []).map((t) => names[t] || t).join(", ");
@@ -69,7 +69,7 @@
       el("bdi", { text: a.published || "" }), " · ", el("bdi", { text: a.language || "" }), " · ",
       el("bdi", { text: a.source || "" }), topics ? " · " : "", topics ? el("bdi", { text: topics }) : null);
     const li = el("li", { "data-id": a.id, "data-lang": a.language || "" }, head, meta);
-    if (a.summary) li.append(highlighted("p", "summary", a.summary.slice(0, 400), formsOf(a)));
+    if (a.summary) li.append(highlighted("p", "summary", a.summary.slice(0, 400), formsOf(a), "auto"));
     if (polls > 0 && !seen.has(a.id)) li.classList.add("fresh");
     return li;
   }
@@ -183,10 +183,12 @@
       const cols = Object.keys(d.stories[0]).slice(0, 6);
       renderTable($("#stories .body"), cols, d.stories.map((s) => cols.map((c) => typeof s[c] === "object" ? JSON.stringify(s[c]) : s[c])), "");
     }
-    if (d.feeds.note) $("#feeds .body").replaceChildren(el("p", { class: "note", text: d.feeds.note }));
-    else renderTable($("#feeds .body"), ["feed", "status", "HTTP", "last fetch", "last new item", "errors", "next due", "last error"],
-      d.feeds.rows.map((f) => [el("bdi", { text: f.name || f.url, title: f.url }), el("span", { class: "status-" + (f.retired ? "retired" : f.last_status), text: f.retired ? "retired" : (f.last_status || "never fetched") }),
-        f.http_status, f.last_fetch, f.last_new_item, f.error_count, f.next_due, f.last_error]), "No feed has been fetched yet.");
+    const feedBody = $("#feeds .body");
+    renderTable(feedBody, ["feed", "status", "HTTP", "last fetch", "last new item", "errors", "next due", "last error"],
+      d.feeds.rows.map((f) => [el("bdi", { text: f.name || f.url, title: f.url }),
+        el("span", { class: "status-" + (f.retired ? "retired" : f.last_status), text: f.retired ? "retired" : (f.last_status || (/^https?:/i.test(f.url) ? "never fetched" : "local file")) }),
+        f.http_status, f.last_fetch, f.last_new_item, f.error_count, f.next_due, f.last_error]), "No feeds configured.");
+    if (d.feeds.note) feedBody.prepend(el("p", { class: "note", text: d.feeds.note }));
     const dead = $("#dead .body");
     renderTable(dead, ["stage", "dead letters"], d.dead_letters.stages.map((s) => [s.stage, s.count]), "No dead letters for these filters.");
     if (d.dead_letters.latest.length) {
