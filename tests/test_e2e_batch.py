@@ -25,8 +25,9 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     for i, what in enumerate(["articles", "counts", "topics", "dead_letters"]):
         sets += ["--set", f"sinks.{i}.path={out / (what + '.jsonl')}"]
     sets += ["--set", f"sinks.4.path={out / 'counts.csv'}"]
-    for i in range(5, 9):
+    for i in range(5, 10):
         sets += ["--set", f"sinks.{i}.path={out / 'mediamon.db'}"]
+    sets += ["--set", f"sinks.10.path={out / 'alerts.jsonl'}"]
     proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(ROOT / "configs" / "demo.yaml"),
                            "--quiet", "--summary", str(summary), *sets],
                           capture_output=True, text=True, timeout=300)
@@ -38,8 +39,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_demo_summary_balances_and_counts_every_kind(demo_run: tuple[Path, dict]) -> None:
     out, s = demo_run
     assert s["items_read"] == s["articles"] + s["duplicates"] + s["dead_letters"] + s["late"]
-    # 6 + 5 + 3 + 4 Arabic/English/English/French entries, 1 broken feed, 6 JSONL lines
-    assert s["items_read"] == 6 + 5 + 3 + 4 + 1 + 6
+    # 6 + 5 + 3 + 4 Arabic/English/English/French entries, 1 broken feed, 6 + 13 JSONL lines
+    assert s["items_read"] == 6 + 5 + 3 + 4 + 1 + 6 + 13
     assert s["dead_letters"] == 3           # the broken feed + two bad JSONL lines
     assert s["duplicates"] == 4             # ar repeat, 2 syndicated wire stories, tr repeat
     assert s["articles"] == len(read_jsonl(out / "articles.jsonl"))
@@ -83,6 +84,19 @@ def test_demo_counts_and_sqlite_agree(demo_run: tuple[Path, dict]) -> None:
     assert len(csv_lines) == len(counts) + 1
 
 
+def test_demo_raises_the_spike_alert_in_five_languages(demo_run: tuple[Path, dict]) -> None:
+    out, _ = demo_run
+    alerts = read_jsonl(out / "alerts.jsonl")
+    # demo/burst.jsonl: one Raqqa-offensive article a day on 10-14 October, then 8 on the 18th
+    assert [(a["topic"], a["window_start"], a["rule"]) for a in alerts] == \
+        [("raqqa-offensive", "2017-10-18T00:00:00Z", "raqqa-spike")]
+    assert alerts[0]["count"] == 8 and alerts[0]["baseline"] == 2.4 and len(alerts[0]["articles"]) == 8
+    db = sqlite3.connect(out / "mediamon.db")
+    assert db.execute("select count(*) from alerts").fetchone()[0] == 1
+    langs = {r[0] for r in db.execute("select language from topics where topic = 'raqqa-offensive'")}
+    assert langs == {"ar", "en", "fr", "ku", "tr"}
+
+
 def test_rerun_into_sqlite_changes_nothing(demo_run: tuple[Path, dict], tmp_path: Path) -> None:
     out, _ = demo_run
     db = out / "mediamon.db"
@@ -90,8 +104,9 @@ def test_rerun_into_sqlite_changes_nothing(demo_run: tuple[Path, dict], tmp_path
     sets = []
     for i in range(0, 5):
         sets += ["--set", f"sinks.{i}.path={tmp_path / f'{i}.out'}"]
-    for i in range(5, 9):
+    for i in range(5, 10):
         sets += ["--set", f"sinks.{i}.path={db}"]
+    sets += ["--set", f"sinks.10.path={tmp_path / 'alerts.out'}"]
     assert main(["run", str(ROOT / "configs" / "demo.yaml"), "--quiet", *sets]) == 0
     after = sqlite3.connect(db).execute("select * from counts order by 1,2,3,4").fetchall()
     assert before == after

@@ -48,15 +48,16 @@ def run_demo(out: Path, beam_args: list[str]) -> dict[str, Any]:
     for i, what in enumerate(FILES):
         sets += ["--set", f"sinks.{i}.path={out / (what + '.jsonl')}"]
     sets += ["--set", f"sinks.4.path={out / 'counts.csv'}"]
-    for i in range(5, 9):
+    for i in range(5, 10):
         sets += ["--set", f"sinks.{i}.path={out / 'mediamon.db'}"]
+    sets += ["--set", f"sinks.10.path={out / 'alerts.jsonl'}"]
     summary = out / "summary.json"
     proc = subprocess.run([sys.executable, "-c", PINNED_RUN, "run", str(DEMO), "--quiet",
                            "--summary", str(summary), *sets, "--", *beam_args],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result: dict[str, Any] = {"summary": json.loads(summary.read_text(encoding="utf-8"))}
-    for what in FILES:
+    for what in FILES + ["alerts"]:
         lines = (out / f"{what}.jsonl").read_text(encoding="utf-8").splitlines()
         result[what] = sorted(_canonical(what, json.loads(line)) for line in lines if line.strip())
     return result
@@ -66,11 +67,12 @@ def run_demo(out: Path, beam_args: list[str]) -> dict[str, Any]:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     result = run_demo(tmp_path_factory.mktemp("default"), [])
     assert result["articles"] and result["counts"] and result["topics"] and result["dead_letters"]
+    assert result["alerts"]    # the demo's spike (demo/burst.jsonl)
     return result
 
 
 def assert_same_records(got: dict[str, Any], reference: dict[str, Any]) -> None:
-    for what in FILES:
+    for what in FILES + ["alerts"]:
         assert got[what] == reference[what], f"{what} differ from the default runner's"
     for key in ("items_read", "articles", "duplicates", "dead_letters", "by_language", "by_topic"):
         assert got["summary"][key] == reference["summary"][key], key
