@@ -98,9 +98,11 @@ class Store:
             for file in (path, Path(f"{path}-wal")):
                 try:
                     st = os.stat(file)
-                    parts.append(f"{st.st_mtime_ns}:{st.st_size}")
                 except OSError:
                     parts.append("-")
+                    continue
+                # an empty WAL is what a reader's open leaves: no change
+                parts.append(f"{st.st_mtime_ns}:{st.st_size}" if st.st_size else "-")
         return ".".join(parts)
 
     # ------------------------------------------------------------ state of the store
