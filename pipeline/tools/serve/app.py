@@ -7,7 +7,7 @@ panel's data for the URL's filters as JSON (the page polls it; `?version=` answe
 
 Query parameters (all optional): `since`, `until` (ISO-8601), `period` (`24h`, `7d`, ... back
 from the newest stored window; `all`), `topic`, `language`, `source`, `metric` (`articles` or
-`stories`), `before` (cursor `PUBLISHED|ID` from a previous page), `limit` (1..200), `refresh`
+`stories`), default: the last 30 days stored; `before` (cursor `PUBLISHED|ID` from a previous page), `limit` (1..200), `refresh`
 (seconds between polls, 0 = off). A malformed one is a 400 with a message.
 
 Binds 127.0.0.1 unless told otherwise; another address needs `--allow-remote` and a token, then
@@ -84,7 +84,9 @@ def parse_filters(query: Any) -> tuple[Filters, float]:
         f = replace(f, until=_time("until", get["until"]))
     if f.since and f.until and f.since >= f.until:
         raise BadParam(f"since ({f.since}) must be before until ({f.until})")
-    if "period" in get and get["period"] != "all":
+    if get.get("period") == "all":
+        f = replace(f, period=None)
+    elif "period" in get:
         m = _DURATION.match(get["period"])
         if not m or int(m.group(1)) == 0:
             raise BadParam(f"period={get['period']!r}: write a duration such as 24h or 7d, or 'all'")

@@ -26,6 +26,7 @@ from pipeline.store import sqlite
 from pipeline.store.sqlite import SQLITE_INDEXES
 
 WHATS = ("articles", "counts", "topics", "alerts", "dead_letters")
+DEFAULT_PERIOD = 30 * 86400.0   # what the page shows without a period: the last 30 days stored
 MAX_POINTS = 400          # a chart with more windows than this is summed per day, then per month
 FEED_FIELDS = ("url", "current_url", "last_status", "http_status", "last_error", "last_fetch",
                "last_new_item", "error_count", "next_due", "retired")
@@ -37,7 +38,7 @@ class Filters:
 
     since: str | None = None        # ISO-8601 UTC, inclusive ('YYYY-MM-DDTHH:MM:SSZ')
     until: str | None = None        # exclusive
-    period: float | None = None     # seconds back from the newest stored window (if no since)
+    period: float | None = DEFAULT_PERIOD   # seconds back from the newest stored window; None = all
     topic: str | None = None
     language: str | None = None
     source: str | None = None
@@ -62,7 +63,9 @@ class Store:
     paths: dict[str, Path]
     state_path: Path | None = None
     config_file: str = "CONFIG"
-    notices: list[str] = field(default_factory=list)
+    window: float = 3600.0          # the config's window step (seconds): how many points a span is
+    _schema: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _schema_version: str = ""
 
     # ------------------------------------------------------------ plumbing
 
@@ -79,16 +82,33 @@ class Store:
         path = self.paths.get(what)
         return path if path is not None and path.exists() else None
 
+    def _cached(self, key: tuple[str, str], compute: Any) -> Any:
+        """Schema facts, remembered until a sink file changes."""
+        version = self.version()
+        if version != self._schema_version:
+            self._schema.clear()
+            self._schema_version = version
+        if key not in self._schema:
+            self._schema[key] = compute()
+        return self._schema[key]
+
     def columns(self, what: str) -> set[str]:
         path = self._existing(what)
         if path is None:
             return set()
-        with self._conn(path) as conn:
-            return {row[1] for row in conn.execute(f'PRAGMA table_info("{what}")')}  # what: fixed list
+
+        def compute() -> set[str]:
+            with self._conn(path) as conn:
+                return {row[1] for row in conn.execute(f'PRAGMA table_info("{what}")')}  # what: fixed list
+        result: set[str] = self._cached(("columns", what), compute)
+        return result
 
     def has_table(self, path: Path, table: str) -> bool:
-        with self._conn(path) as conn:
-            return sqlite.table_exists(conn, table)
+        def compute() -> bool:
+            with self._conn(path) as conn:
+                return sqlite.table_exists(conn, table)
+        result: bool = self._cached((str(path), table), compute)
+        return result
 
     def version(self) -> str:
         """Changes whenever a sink file (or its WAL) changes: the page polls with it."""
@@ -190,14 +210,14 @@ class Store:
         group = "language" if by_language else key
         cond = " AND ".join(where)
         with self._conn(path) as conn:
-            n = conn.execute(f"SELECT COUNT(DISTINCT window_start) FROM {what} WHERE {cond}", args).fetchone()[0]
+            lo, hi = since, until
+            if lo is None or hi is None:   # MIN/MAX of the primary key's first column: an index lookup
+                first, last = conn.execute(f"SELECT MIN(window_start), MAX(window_start) FROM {what}").fetchone()
+                lo, hi = lo or first, hi or last
+            points = (_epoch(hi) - _epoch(lo)) / self.window if lo and hi else 0
             width, label = 20, "window"
-            if n > MAX_POINTS:
-                width, label = 10, "day"
-                days = conn.execute(f"SELECT COUNT(DISTINCT substr(window_start, 1, 10)) FROM {what} "
-                                    f"WHERE {cond}", args).fetchone()[0]
-                if days > MAX_POINTS:
-                    width, label = 7, "month"
+            if points > MAX_POINTS:
+                width, label = (10, "day") if points * self.window / 86400 <= MAX_POINTS else (7, "month")
             rows = conn.execute(
                 f"SELECT substr(window_start, 1, {width}) AS b, {group}, SUM({metric}) FROM {what} "
                 f"WHERE {cond} GROUP BY b, {group} ORDER BY b", args).fetchall()
@@ -370,6 +390,10 @@ class Store:
         return rows
 
 
+def _epoch(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def _bucket_time(bucket: str) -> str:
     if len(bucket) == 7:
         return bucket + "-01T00:00:00Z"
@@ -398,4 +422,5 @@ def store_of(config: Any) -> Store:
     for sink in config.sinks:
         if sink.type == "sqlite" and sink.what in WHATS and sink.path is not None:
             paths.setdefault(sink.what, Path(sink.path))
-    return Store(paths=paths, state_path=config.state.path, config_file=str(config.file))
+    return Store(paths=paths, state_path=config.state.path, config_file=str(config.file),
+                 window=float(config.windows.period or config.windows.size))

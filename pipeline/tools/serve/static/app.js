@@ -88,7 +88,7 @@
     const q = query();
     for (const name of ["period", "since", "until", "metric"]) {
       const input = document.forms.filters.elements[name];
-      input.value = q.get(name) || (name === "period" ? "all" : name === "metric" ? "articles" : "");
+      input.value = q.get(name) || (name === "period" ? "30d" : name === "metric" ? "articles" : "");
     }
   }
 
@@ -232,7 +232,7 @@
   }
 
   function navigate(q) {
-    for (const [k, v] of [...q.entries()]) if (v === "" || (k === "period" && v === "all") || (k === "metric" && v === "articles")) q.delete(k);
+    for (const [k, v] of [...q.entries()]) if (v === "" || (k === "period" && v === "30d") || (k === "metric" && v === "articles")) q.delete(k);
     history.pushState(null, "", q.toString() ? "?" + q.toString() : location.pathname);
     version = null; seen = new Set(); polls = 0;
     load();
