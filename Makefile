@@ -1,9 +1,10 @@
-# Two entry points for people: `make demo` and `make test`. Both create .venv if needed.
+# Entry points for people: `make demo`, `make serve` (the live dashboard on the demo's store) and
+# `make test`. All create .venv if needed.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-fast bench
+.PHONY: install demo serve test test-fast bench
 
 $(BIN)/mediamon: setup.py
 	$(PY) -m venv $(VENV)
@@ -15,6 +16,12 @@ install: $(BIN)/mediamon
 
 demo: install
 	$(BIN)/mediamon run configs/demo.yaml --summary out/demo-summary.json
+
+# Opens nothing by itself: browse http://127.0.0.1:8080/ (Ctrl-C stops). PORT=8090 make serve
+PORT ?= 8080
+serve: install
+	test -f out/demo/mediamon.db || $(MAKE) demo
+	$(BIN)/mediamon serve configs/demo.yaml --port $(PORT)
 
 test: install
 	$(BIN)/python -m mypy pipeline transforms
@@ -30,3 +37,4 @@ bench: install
 	$(BIN)/python -m benchmarks.topics_bench --articles 20000
 	$(BIN)/python -m benchmarks.fetch_bench
 	$(BIN)/python -m benchmarks.stream_bench
+	$(BIN)/python -m benchmarks.serve_bench --articles 100000

@@ -59,7 +59,7 @@
     return forms;
   }
 
-  function articleItem(a, names) {
+  function articleItem(a, names, compact) {
     const url = safeUrl(a.url);
     const title = highlighted("span", "title", a.title || a.id, formsOf(a), null);  // the .head sets dir
     const head = el("div", { class: "head", dir: "auto" },
@@ -69,7 +69,7 @@
       el("bdi", { text: a.published || "" }), " · ", el("bdi", { text: a.language || "" }), " · ",
       el("bdi", { text: a.source || "" }), topics ? " · " : "", topics ? el("bdi", { text: topics }) : null);
     const li = el("li", { "data-id": a.id, "data-lang": a.language || "" }, head, meta);
-    if (a.summary) li.append(highlighted("p", "summary", a.summary.slice(0, 400), formsOf(a), "auto"));
+    if (a.summary && !compact) li.append(highlighted("p", "summary", a.summary.slice(0, 400), formsOf(a), "auto"));
     if (polls > 0 && !seen.has(a.id)) li.classList.add("fresh");
     return li;
   }
@@ -126,7 +126,7 @@
       const list = el("ul", {});
       for (const art of a.articles) {
         if (art.missing) list.append(el("li", {}, el("code", { text: art.id }), " (not in the articles store)"));
-        else list.append(articleItem(art, names));
+        else list.append(articleItem(art, names, true));
       }
       return el("div", { class: "alert", "data-topic": a.topic },
         el("h3", {}, el("bdi", { text: names[a.topic] || a.topic }), " · ", el("bdi", { text: a.window_start + " – " + a.window_end })),
