@@ -191,3 +191,24 @@ def test_page_and_assets_are_local_with_a_strict_policy(config_file: Path) -> No
     for asset in ("/static/app.js", "/static/app.css", "/static/plotly.min.js"):
         response = client.get(asset)
         assert response.status_code == 200 and len(response.content) > 1000, asset
+
+
+def test_stories_are_counted_when_the_store_has_them(config_file: Path) -> None:
+    """A store with story clustering (a `stories` column on topics, a `stories` table)."""
+    db = config_file.parent / "out" / "db.sqlite"
+    _fill(db, n=10)
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE topics ADD COLUMN stories INTEGER")
+    conn.execute("UPDATE topics SET stories = 0")
+    conn.execute("UPDATE topics SET stories = 1 WHERE language = 'ar'")
+    conn.execute("CREATE TABLE stories (id TEXT PRIMARY KEY, title TEXT, last_seen TEXT)")
+    conn.execute("INSERT INTO stories VALUES ('s1', 'معركة الرقة', '2017-10-10T05:00:00Z')")
+    conn.commit()
+    conn.close()
+    client = _client(config_file)
+    articles = client.get("/api/dashboard").json()
+    stories = client.get("/api/dashboard?metric=stories").json()
+    assert articles["status"]["stories"] and stories["topics"]["metric"] == "stories"
+    assert sum(articles["topics"]["series"]["raqqa-offensive"]["y"]) == 10
+    assert sum(stories["topics"]["series"]["raqqa-offensive"]["y"]) == 4      # a000, a003, a006, a009
+    assert stories["stories"] == [{"id": "s1", "title": "معركة الرقة", "last_seen": "2017-10-10T05:00:00Z"}]
