@@ -152,10 +152,11 @@ def main() -> None:
     deep = first["next"]
     cases = [
         ("page /", "/"),
-        ("dashboard, all time", "/api/dashboard"),
+        ("dashboard (default: last 30 days)", "/api/dashboard"),
         ("dashboard, last 7 days", "/api/dashboard?period=7d"),
+        ("dashboard, all (one year)", "/api/dashboard?period=all"),
         ("dashboard, language=ar", "/api/dashboard?language=ar"),
-        ("dashboard, topic, 30 days", "/api/dashboard?topic=topic-3&period=30d"),
+        ("dashboard, topic-3", "/api/dashboard?topic=topic-3"),
         ("dashboard, source=source-7", "/api/dashboard?source=source-7"),
         ("dashboard, poll unchanged", None),
         ("articles page 2 (cursor)", f"/api/articles?language=ar&before={deep}"),
