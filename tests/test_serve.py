@@ -201,8 +201,16 @@ def test_stories_are_counted_when_the_store_has_them(config_file: Path) -> None:
     conn.execute("ALTER TABLE topics ADD COLUMN stories INTEGER")
     conn.execute("UPDATE topics SET stories = 0")
     conn.execute("UPDATE topics SET stories = 1 WHERE language = 'ar'")
-    conn.execute("CREATE TABLE stories (id TEXT PRIMARY KEY, title TEXT, last_seen TEXT)")
-    conn.execute("INSERT INTO stories VALUES ('s1', 'معركة الرقة', '2017-10-10T05:00:00Z')")
+    conn.execute("CREATE TABLE stories (window_start, window_end, story, headline, url, outlets, languages, size, "
+                 "first_seen, last_seen, topics, PRIMARY KEY (window_start, window_end, story))")
+    conn.executemany("INSERT INTO stories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        (f"2017-10-10T0{h}:00:00Z", f"2017-10-10T0{h + 1}:00:00Z", story, title, "https://x.example/1",
+         json.dumps(outlets), json.dumps(langs), size, f"2017-10-10T0{h}:10:00Z", f"2017-10-10T0{h}:50:00Z",
+         json.dumps(["raqqa-offensive"]))
+        for h, story, title, outlets, langs, size in [
+            (1, "s1", "معركة الرقة", ["wire-ar", "wire-en"], ["ar", "en"], 3),
+            (2, "s1", "معركة الرقة", ["wire-ar"], ["ar"], 2),
+            (2, "s2", "Raqqa 2", ["wire-en"], ["en"], 4)]])
     conn.commit()
     conn.close()
     client = _client(config_file)
@@ -211,4 +219,9 @@ def test_stories_are_counted_when_the_store_has_them(config_file: Path) -> None:
     assert articles["status"]["stories"] and stories["topics"]["metric"] == "stories"
     assert sum(articles["topics"]["series"]["raqqa-offensive"]["y"]) == 10
     assert sum(stories["topics"]["series"]["raqqa-offensive"]["y"]) == 4      # a000, a003, a006, a009
-    assert stories["stories"] == [{"id": "s1", "title": "معركة الرقة", "last_seen": "2017-10-10T05:00:00Z"}]
+    # the period's stories, summed over their windows, biggest first; filtered by language
+    assert [(x["story"], x["size"], x["first_seen"], x["last_seen"]) for x in stories["stories"]] == \
+        [("s1", 5, "2017-10-10T01:10:00Z", "2017-10-10T02:50:00Z"), ("s2", 4, "2017-10-10T02:10:00Z", "2017-10-10T02:50:00Z")]
+    assert stories["stories"][0]["headline"] == "معركة الرقة" and stories["stories"][0]["languages"]
+    english = client.get("/api/dashboard?language=en").json()["stories"]
+    assert [x["story"] for x in english] == ["s2", "s1"] and english[1]["size"] == 3

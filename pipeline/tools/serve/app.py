@@ -195,7 +195,7 @@ def create_app(config: Config, token: str | None = None, store: Store | None = N
                 "keyword_trends": store.keyword_series(f), "alerts": store.alerts(f),
                 "articles": store.articles(f), "dead_letters": store.dead_letters(f),
                 "feeds": store.feeds(feed_names()), "options": store.options(),
-                "stories": store.stories() if status["story_table"] else [],
+                "stories": store.stories(f) if status["story_table"] else [],
             }
         except sqlite3.Error as exc:
             return JSONResponse({"error": f"cannot read the store: {exc}", "version": version}, status_code=503)

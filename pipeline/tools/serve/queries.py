@@ -159,7 +159,7 @@ class Store:
                                f"Any `mediamon run {self.config_file}` (or `stream`) that writes this sink adds them.")
         return {"empty": empty, "tables": tables, "notices": notices,
                 "stories": "stories" in self.columns("topics"),
-                "story_table": bool(self._existing("articles") and self.has_table(self.paths["articles"], "stories"))}
+                "story_table": self._stories_path() is not None}
 
     # ------------------------------------------------------------ period
 
@@ -246,7 +246,7 @@ class Store:
             return {"rows": [], "next": None}
         cols = self.columns("articles")
         wanted = ("id", "url", "title", "summary", "source", "published", "language", "topics",
-                  "keywords", "evidence", "stories", "story")
+                  "keywords", "evidence", "story", "story_size")
         select = ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
         where, args = ["1=1"], []
         if ids is not None:
@@ -265,9 +265,8 @@ class Store:
                     where.append(f"{column} = ?")
                     args.append(value)
             if f.topic:
-                where.append("topics LIKE ?")
-                args.append("%" + json.dumps(f.topic, ensure_ascii=False).replace("%", r"\%").replace("_", r"\_") + "%")
-                where[-1] += " ESCAPE '\\'"
+                where.append("topics LIKE ? ESCAPE '\\'")
+                args.append("%" + _like(json.dumps(f.topic, ensure_ascii=False)) + "%")
             if f.before:
                 # the first term is an index range; an OR alone makes SQLite sort every match
                 where.append("published <= ? AND (published < ? OR id < ?)")
@@ -374,17 +373,55 @@ class Store:
                 out["sources"] = _distinct(conn, "source", 500)
         return out
 
-    def stories(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The `stories` table (issue 16) when present: its newest rows, whatever its columns."""
-        path = self._existing("articles")
-        if path is None or not self.has_table(path, "stories"):
+    def _stories_path(self) -> Path | None:
+        """The `stories` table (issue 16): its own sqlite sink, else beside the articles."""
+        for what in ("stories", "articles"):
+            path = self._existing(what)
+            if path is not None and self.has_table(path, "stories"):
+                return path
+        return None
+
+    def stories(self, f: Filters, limit: int = 10) -> list[dict[str, Any]]:
+        """The period's biggest stories (rows are per story and window: summed per story)."""
+        path = self._stories_path()
+        if path is None:
             return []
         with self._conn(path) as conn:
-            cols = [row[1] for row in conn.execute("PRAGMA table_info(stories)")]
-            order = next((c for c in ("last_seen", "updated", "published", "first_seen") if c in cols), "rowid")
+            have = {row[1] for row in conn.execute("PRAGMA table_info(stories)")}
+            if not {"story", "window_start", "size"} <= have:
+                return []
+            where, args = ["1=1"], []
+            if f.since:
+                where.append("window_start >= ?")
+                args.append(f.since)
+            if f.until:
+                where.append("window_start < ?")
+                args.append(f.until)
+            for column, value in (("topics", f.topic), ("languages", f.language), ("outlets", f.source)):
+                if value and column in have:
+                    where.append(f"{column} LIKE ? ESCAPE '\\'")
+                    args.append("%" + _like(json.dumps(value, ensure_ascii=False)) + "%")
+            pick = {c: (c if c in have else f"NULL AS {c}") for c in
+                    ("headline", "url", "outlets", "languages", "topics")}
             conn.row_factory = sqlite3.Row
-            rows = [dict(r) for r in conn.execute(f'SELECT * FROM stories ORDER BY "{order}" DESC LIMIT ?', (limit,))]
+            rows = [dict(r) for r in conn.execute(
+                f"SELECT story, {pick['headline']}, {pick['url']}, {pick['outlets']}, {pick['languages']}, "
+                f"{pick['topics']}, SUM(size) AS size, "
+                f"{'MIN(first_seen)' if 'first_seen' in have else 'MIN(window_start)'} AS first_seen, "
+                f"{'MAX(last_seen)' if 'last_seen' in have else 'MAX(window_end)'} AS last_seen "
+                f"FROM stories WHERE {' AND '.join(where)} GROUP BY story ORDER BY size DESC, last_seen DESC LIMIT ?",
+                [*args, limit])]
+        for row in rows:
+            for key in ("outlets", "languages", "topics"):
+                try:
+                    row[key] = json.loads(row[key]) if isinstance(row[key], str) and row[key] else []
+                except json.JSONDecodeError:
+                    row[key] = []
         return rows
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _distinct(conn: sqlite3.Connection, column: str, limit: int) -> list[str]:
@@ -427,7 +464,7 @@ def store_of(config: Any) -> Store:
     """The Store of a loaded Config: first sqlite sink per record kind; the state store for feeds."""
     paths: dict[str, Path] = {}
     for sink in config.sinks:
-        if sink.type == "sqlite" and sink.what in WHATS and sink.path is not None:
+        if sink.type == "sqlite" and (sink.what in WHATS or sink.what == "stories") and sink.path is not None:
             paths.setdefault(sink.what, Path(sink.path))
     return Store(paths=paths, state_path=config.state.path, config_file=str(config.file),
                  window=float(config.windows.period or config.windows.size))

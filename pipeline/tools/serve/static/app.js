@@ -67,7 +67,8 @@
     const topics = (a.topics || []).map((t) => names[t] || t).join(", ");
     const meta = el("div", { class: "meta" },
       el("bdi", { text: a.published || "" }), " · ", el("bdi", { text: a.language || "" }), " · ",
-      el("bdi", { text: a.source || "" }), topics ? " · " : "", topics ? el("bdi", { text: topics }) : null);
+      el("bdi", { text: a.source || "" }), topics ? " · " : "", topics ? el("bdi", { text: topics }) : null,
+      a.story_size > 1 ? ` · story of ${a.story_size} articles` : null);
     const li = el("li", { "data-id": a.id, "data-lang": a.language || "" }, head, meta);
     if (a.summary && !compact) li.append(highlighted("p", "summary", a.summary.slice(0, 400), formsOf(a), "auto"));
     if (polls > 0 && !seen.has(a.id)) li.classList.add("fresh");
@@ -180,8 +181,13 @@
     const st = $("#stories");
     st.hidden = !(d.stories && d.stories.length);
     if (!st.hidden) {
-      const cols = Object.keys(d.stories[0]).slice(0, 6);
-      renderTable($("#stories .body"), cols, d.stories.map((s) => cols.map((c) => typeof s[c] === "object" ? JSON.stringify(s[c]) : s[c])), "");
+      renderTable($("#stories .body"), ["story", "articles", "outlets", "languages", "first seen", "last seen"],
+        d.stories.map((x) => {
+          const url = safeUrl(x.url);
+          const head = el("span", { class: "title", dir: "auto", text: x.headline || x.story });
+          return [url ? el("a", { href: url, rel: "noopener noreferrer", target: "_blank" }, head) : head, x.size,
+            el("bdi", { text: (x.outlets || []).join(", ") }), (x.languages || []).join(", "), x.first_seen, x.last_seen];
+        }), "");
     }
     const feedBody = $("#feeds .body");
     renderTable(feedBody, ["feed", "status", "HTTP", "last fetch", "last new item", "errors", "next due", "last error"],
