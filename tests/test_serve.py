@@ -225,3 +225,10 @@ def test_stories_are_counted_when_the_store_has_them(config_file: Path) -> None:
     assert stories["stories"][0]["headline"] == "معركة الرقة" and stories["stories"][0]["languages"]
     english = client.get("/api/dashboard?language=en").json()["stories"]
     assert [x["story"] for x in english] == ["s2", "s1"] and english[1]["size"] == 3
+
+
+def test_loopback_answers_only_loopback_host_names(config_file: Path) -> None:
+    """A page whose domain was re-pointed at 127.0.0.1 (DNS rebinding) cannot read the store."""
+    app = create_app(load_config(config_file), allowed_hosts=["127.0.0.1", "localhost", "::1"])
+    assert TestClient(app, base_url="http://evil.example:8080").get("/api/dashboard").status_code == 400
+    assert TestClient(app, base_url="http://127.0.0.1:8080").get("/api/dashboard").status_code == 200

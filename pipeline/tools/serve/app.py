@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -148,17 +149,22 @@ class _Guard(BaseHTTPMiddleware):
         return response
 
 
-def create_app(config: Config, token: str | None = None, store: Store | None = None) -> Starlette:
+def create_app(config: Config, token: str | None = None, store: Store | None = None,
+               allowed_hosts: list[str] | None = None) -> Starlette:
+    """The app; `allowed_hosts` (Host header names) defeats DNS rebinding on a loopback bind."""
     store = store or store_of(config)
     topic_names = {t.id: t.name for t in config.topics}
     keyword_ids = [k.id for k in config.keywords]
+    names: dict[str, str] = {}
 
     def feed_names() -> dict[str, str]:
         from pipeline.feeds.documents import all_feeds
-        try:
-            return {f.url: f.name for f in all_feeds(config)}
-        except Exception:  # an unreadable OPML file only costs the names
-            return {}
+        if not names:
+            try:
+                names.update({f.url: f.name for f in all_feeds(config)})
+            except (OSError, ValueError) as exc:  # an unreadable OPML file only costs the names
+                names["(feeds)"] = f"cannot list the configured feeds: {exc}"
+        return {k: v for k, v in names.items() if k != "(feeds)"}
 
     def bad(exc: Exception) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
@@ -222,7 +228,10 @@ def create_app(config: Config, token: str | None = None, store: Store | None = N
         Route("/static/plotly.min.js", plotly),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_Guard, token=token)])
+    middleware = [Middleware(_Guard, token=token)]
+    if allowed_hosts:
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
+    return Starlette(routes=routes, middleware=middleware)
 
 
 def _escape(text: str) -> str:
@@ -231,7 +240,7 @@ def _escape(text: str) -> str:
 
 def check_bind(host: str, allow_remote: bool, token: str | None) -> None:
     """Loopback by default; anything else needs --allow-remote and a token."""
-    if host in LOOPBACK or host.startswith("127."):
+    if _is_loopback(host):
         return
     if not allow_remote:
         raise ValueError(f"--host {host} would expose the dashboard beyond this machine: "
@@ -242,5 +251,12 @@ def check_bind(host: str, allow_remote: bool, token: str | None) -> None:
 
 def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, token: str | None = None) -> None:
     import uvicorn
-    uvicorn.run(create_app(config, token=token), host=host, port=port, log_level="warning",
-                access_log=False)
+    # On loopback only these Host names are answered: a web page that re-points its own domain at
+    # 127.0.0.1 (DNS rebinding) gets a 400, not the store. Beyond loopback the token guards.
+    hosts = sorted(LOOPBACK | {host}) if _is_loopback(host) else None
+    uvicorn.run(create_app(config, token=token, allowed_hosts=hosts), host=host, port=port,
+                log_level="warning", access_log=False)
+
+
+def _is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
