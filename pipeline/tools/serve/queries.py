@@ -64,6 +64,7 @@ class Store:
     state_path: Path | None = None
     config_file: str = "CONFIG"
     window: float = 3600.0          # the config's window step (seconds): how many points a span is
+    fill: str = "run"               # the command that fills the store: run (batch) or stream (Pub/Sub)
     _schema: dict[tuple[str, str], Any] = field(default_factory=dict)
     _schema_version: str = ""
 
@@ -141,8 +142,8 @@ class Store:
                      f"`mediamon run {self.config_file}`.")
         elif not any(tables.values()):
             files = ", ".join(sorted({str(p) for p in self.paths.values()}))
-            empty = (f"The store is empty ({files} not written yet): run `mediamon run {self.config_file}` "
-                     f"(or `mediamon stream {self.config_file}`) to fill it; this page updates by itself.")
+            empty = (f"The store is empty ({files} not written yet): run `mediamon {self.fill} {self.config_file}` "
+                     f"to fill it; this page updates by itself.")
         else:
             empty = ""
         for what, wanted in SQLITE_INDEXES.items():
@@ -467,4 +468,5 @@ def store_of(config: Any) -> Store:
         if sink.type == "sqlite" and (sink.what in WHATS or sink.what == "stories") and sink.path is not None:
             paths.setdefault(sink.what, Path(sink.path))
     return Store(paths=paths, state_path=config.state.path, config_file=str(config.file),
-                 window=float(config.windows.period or config.windows.size))
+                 window=float(config.windows.period or config.windows.size),
+                 fill="stream" if config.sources.pubsub is not None else "run")

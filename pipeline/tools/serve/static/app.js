@@ -9,6 +9,7 @@
   let polls = 0;
   let seen = new Set();
   let drawn = 0;
+  let alertsStored = true;
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -122,7 +123,12 @@
 
   function renderAlerts(alerts, names) {
     const body = $("#alerts .body");
-    if (!alerts.length) { body.replaceChildren(el("p", { class: "empty", text: "No alerts for these filters." })); return; }
+    if (!alerts.length) {
+      body.replaceChildren(el("p", { class: "empty", text: alertsStored
+        ? "No alerts for these filters."
+        : "This store keeps no alerts: add alert rules and a sink {type: sqlite, what: alerts, path: …} to the config." }));
+      return;
+    }
     body.replaceChildren(...alerts.map((a) => {
       const list = el("ul", {});
       for (const art of a.articles) {
@@ -163,6 +169,7 @@
     fillSelect("source", d.options.sources);
     document.forms.filters.elements.metric.disabled = !d.status.stories;
     syncForm();
+    alertsStored = !!d.status.tables.alerts;
     renderAlerts(d.alerts, names);
     const metric = (d.topics && d.topics.metric) || "articles";
     const charts = [
