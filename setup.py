@@ -26,7 +26,7 @@ setup(
         "uvicorn>=0.34,<1",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "mypy>=1.10", "selenium>=4.25,<5", "httpx>=0.27,<1"],
+        "test": ["pytest>=8,<10", "mypy>=1.10", "selenium>=4.25,<5", "httpx>=0.27,<1", "hypothesis>=6.100,<7"],
     },
     entry_points={"console_scripts": ["mediamon=pipeline.cli:main"]},
 )

@@ -43,3 +43,65 @@ def test_id_prefers_url_then_guid_then_title() -> None:
 def test_normalise_title_folds_case_accents_tatweel_and_punctuation() -> None:
     assert normalise_title("Rakka libérée !") == normalise_title("rakka liberee")
     assert normalise_title("الرقــة") == normalise_title("الرقة")
+
+
+# --- issue 14: dedup misses and false merges ---------------------------------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("tracked, clean", [
+    ("https://www.aljazeera.com/news/2017/10/17/raqqa?traffic_source=rss",
+     "https://aljazeera.com/news/2017/10/17/raqqa"),
+    ("https://www.nytimes.com/2017/10/17/world/raqqa.html?partner=rss&emc=rss",
+     "https://nytimes.com/2017/10/17/world/raqqa.html"),
+    ("https://www.washingtonpost.com/world/raqqa/?wprss=rss_world",
+     "https://washingtonpost.com/world/raqqa"),
+    ("https://example.org/news.php?id=3&PHPSESSID=0123abcd", "https://example.org/news.php?id=3"),
+    ("https://example.org/story;jsessionid=0123ABCD?id=3", "https://example.org/story?id=3"),
+    ("https://example.org/story/amp", "https://example.org/story"),
+    ("https://example.org/story?outputType=amp", "https://example.org/story"),
+    ("https://www-example-org.cdn.ampproject.org/c/s/www.example.org/story/amp",
+     "https://example.org/story"),
+    ("https://example.org/world/index.html", "https://example.org/world"),
+    ("https://www.google.com/url?sa=t&url=https%3A%2F%2Fexample.org%2Fstory%3Fid%3D3&ved=2a",
+     "https://example.org/story?id=3"),
+    # an old-style Google News id: base64 protobuf holding the article URL
+    ("https://news.google.com/rss/articles/CBMiQ2h0dHBzOi8vd3d3LmJiYy5jb20vbmV3cy93b3JsZC1taWRkbGUtZWFzdC00MTYzMzU4NdIBAA?oc=5",
+     "https://bbc.com/news/world-middle-east-41633585"),
+])
+def test_trackers_sessions_amp_index_and_wrappers_reduce_to_the_article(tracked: str, clean: str) -> None:
+    assert canonical_url(tracked) == clean
+    assert canonical_url(clean) == clean
+
+
+def test_site_parameters_that_are_not_trackers_are_kept() -> None:
+    a = canonical_url("https://example.org/news.php?cid=1201")
+    b = canonical_url("https://example.org/news.php?cid=1202")
+    assert a != b and "cid=1201" in a
+    kept = canonical_url("https://example.org/a?ref=home&src=7")
+    assert "ref=home" in kept and "src=7" in kept
+
+
+def test_ipv6_host_is_canonicalised_not_an_error() -> None:
+    assert canonical_url("http://[2001:db8::1]/story") == "https://[2001:db8::1]/story"
+    assert canonical_url("http://[2001:DB8::1]:8080/story/") == "https://[2001:db8::1]:8080/story"
+    assert article_id("http://[2001:db8::1]/story", "", "f", "t") == \
+        article_id("https://[2001:db8::1]/story", "", "g", "u")
+
+
+def test_idn_host_with_bare_root_path_keeps_its_slash_and_is_idempotent() -> None:
+    unicode_form = canonical_url("http://www.bücher.de?q=x")
+    punycode_form = canonical_url("http://www.xn--bcher-kva.de?q=x")
+    assert unicode_form == punycode_form == "https://xn--bcher-kva.de/?q=x"
+    assert canonical_url(unicode_form) == unicode_form
+
+
+@pytest.mark.parametrize("placeholder", ["http://", "https://", "http://user@/x", "http://:80/",
+                                         "https://x.org:notaport/"])
+def test_placeholder_links_fall_back_to_guid_or_title(placeholder: str) -> None:
+    assert canonical_url(placeholder) == ""
+    a = article_id(placeholder, "", "feed-a", "Raqqa falls")
+    b = article_id(placeholder, "", "feed-b", "Mosul retaken")
+    assert a != b
+    assert article_id(placeholder, "guid-1", "feed-a", "x") == article_id("", "guid-1", "feed-a", "y")

@@ -22,10 +22,14 @@ from apache_beam.pvalue import TaggedOutput
 from transforms.feeds import FeedError, html_to_text, parse_feed
 from transforms.ids import article_id, canonical_url
 from transforms.records import Article, DeadLetter, FeedDocument, RawItem
-from transforms.timeutil import iso_utc, parse_time
+from transforms.timeutil import EARLIEST, LATEST, in_range, iso_utc, parse_time
 
 STAGE = "parse"
 ITEM_KEYS = {"id", "url", "title", "summary", "published", "source", "language"}
+# One JSONL line or message larger than this is a dead letter, unread: a 20 MB summary would
+# cost gigabytes on its way through HTML stripping, language detection and tagging. Real items
+# are a few KiB; a feed document has its own cap (`fetch.max_bytes`).
+MAX_ITEM_BYTES = 1 << 20
 
 
 def articles_from_feed(doc: FeedDocument) -> Iterator[Article | DeadLetter]:
@@ -59,21 +63,52 @@ def articles_from_feed(doc: FeedDocument) -> Iterator[Article | DeadLetter]:
         yield DeadLetter.of(STAGE, f"entry rejected: {reason}", doc.source, raw, doc.fetched)
 
 
+def _encodable(text: str) -> bool:
+    """False for text holding lone surrogates (JSON `"\\ud800"`): no sink can write it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unencodable_field(article: Article) -> str | None:
+    for name in ("id", "url", "title", "summary", "source", "published", "fetched", "guid"):
+        if not _encodable(getattr(article, name)):
+            return name
+    if article.language_hint is not None and not _encodable(article.language_hint):
+        return "language_hint"
+    return None
+
+
 def article_from_item(item: RawItem) -> Article | DeadLetter:
     """Pure: one JSON item (JSONL line or message data) -> an article or a dead letter."""
     def dead(reason: str) -> DeadLetter:
         return DeadLetter.of(STAGE, reason, item.source, item.data, item.fetched)
 
+    if len(item.data) > MAX_ITEM_BYTES:
+        return dead(f"item too large: {len(item.data)} bytes > {MAX_ITEM_BYTES} bytes")
     try:
         data: Any = json.loads(item.data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return dead(f"not valid JSON: {exc}")
+    except RecursionError:
+        return dead("not valid JSON: nested too deeply")
     if not isinstance(data, dict):
         return dead(f"expected a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - ITEM_KEYS)
-    for key in ITEM_KEYS & set(data):
+    unknown = sorted(_printable(k) for k in set(data) - ITEM_KEYS)
+    for key in sorted(ITEM_KEYS & set(data)):
         if data[key] is not None and not isinstance(data[key], str):
             return dead(f"field '{key}' must be a string, got {type(data[key]).__name__}")
+        if isinstance(data[key], str) and not _encodable(data[key]):
+            return dead(f"field '{key}' holds a lone surrogate (\\ud800-\\udfff), not text")
+    for key, value in item.attributes:
+        if not (_encodable(key) and _encodable(value)):
+            return dead(f"attribute {_printable(key)!r} holds a lone surrogate, not text")
     title = html_to_text(data.get("title") or "")
     summary = html_to_text(data.get("summary") or "")
     if not title and not summary:
@@ -84,6 +119,9 @@ def article_from_item(item: RawItem) -> Article | DeadLetter:
     moment = parse_time(published_raw) if published_raw else None
     if published_raw and moment is None:
         return dead(f"unparseable published time {published_raw!r}")
+    if moment is not None and not in_range(moment):
+        return dead(f"published time {published_raw!r} is out of range "
+                    f"({iso_utc(EARLIEST)[:4]}..{iso_utc(LATEST)[:4]})")
     url = data.get("url") or ""
     guid = data.get("id") or ""  # the message attribute `id` is the publisher's article id, not a guid
     return Article(
@@ -107,11 +145,22 @@ class _ParseFn(beam.DoFn):
         self.failed = Metrics.counter(STAGE, "dead_letters")
 
     def process(self, element: FeedDocument | RawItem) -> Iterator[Any]:
-        if isinstance(element, FeedDocument):
-            results: list[Article | DeadLetter] = list(articles_from_feed(element))
-        else:
-            results = [article_from_item(element)]
+        results: list[Article | DeadLetter]
+        try:
+            if isinstance(element, FeedDocument):
+                results = list(articles_from_feed(element))
+            else:
+                results = [article_from_item(element)]
+        except Exception as exc:  # noqa: BLE001 - one bad item must not fail the job: dead letter
+            body = element.body if isinstance(element, FeedDocument) else element.data
+            results = [DeadLetter.of(STAGE, f"unexpected error: {type(exc).__name__}: {exc}",
+                                     element.source, body, element.fetched)]
         for result in results:
+            if isinstance(result, Article):
+                bad = _unencodable_field(result)
+                if bad is not None:
+                    result = DeadLetter.of(STAGE, f"field '{bad}' holds a lone surrogate, not text",
+                                           result.source, _printable(result.title), result.fetched)
             self.items.inc()
             if isinstance(result, DeadLetter):
                 self.failed.inc()

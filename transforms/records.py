@@ -157,12 +157,16 @@ class DeadLetter:
     def of(stage: str, error: str, source: str, raw: bytes | str, at: str) -> "DeadLetter":
         if isinstance(raw, bytes):
             raw = raw[:RAW_LIMIT].decode("utf-8", errors="replace")
-        else:
-            raw = raw.encode("utf-8")[:RAW_LIMIT].decode("utf-8", errors="ignore")
-        return DeadLetter(stage=stage, error=error, source=source, raw=raw, at=at)
+        else:  # backslashreplace: a lone surrogate in the input must not make the letter unwritable
+            raw = raw.encode("utf-8", "backslashreplace")[:RAW_LIMIT].decode("utf-8", errors="ignore")
+        return DeadLetter(stage=stage, error=_text(error), source=_text(source), raw=raw, at=_text(at))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _text(value: str) -> str:
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # Natural keys: what makes two records "the same row" in a sink (upsert in SQLite).

@@ -2,16 +2,32 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Event times outside this range are not believed: a `published` of year 9999 or 0001 is a
+# placeholder or a bug, and windows around it cannot even be written (year 10000). A feed entry
+# with such a date falls back to its fetch time (as an unparseable date does); a JSON item with
+# one is a dead letter (as an unparseable one is).
+EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
 
 
 def iso_utc(moment: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SSZ`, the year always four digits (strftime writes year 1 as `1`)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    m = moment.astimezone(timezone.utc)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
+
+
+def in_range(moment: datetime) -> bool:
+    """True when `moment` is a believable event time (EARLIEST <= moment < LATEST)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return EARLIEST <= moment < LATEST
 
 
 def now_iso() -> str:
@@ -35,11 +51,14 @@ def parse_time(value: object) -> datetime | None:
     except ValueError:
         try:
             moment = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:  # year 1 at +05:00 or year 9999 at -05:00 is outside what datetime can hold in UTC
+        return moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        return None
 
 
 def to_epoch(iso: str) -> float:
@@ -50,7 +69,7 @@ def to_epoch(iso: str) -> float:
 
 
 def from_epoch(seconds: float) -> str:
-    return iso_utc(datetime.fromtimestamp(seconds, tz=timezone.utc))
+    return iso_utc(EPOCH + timedelta(seconds=seconds))
 
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -62,8 +81,12 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 90s, 15m, 1h or 2d, got {value!r}")
     if isinstance(value, (int, float)):
-        return float(value)
-    match = _DURATION_RE.match(str(value))
-    if not match:
-        raise ValueError(f"expected a duration like 90s, 15m, 1h or 2d, got {value!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration like 90s, 15m, 1h or 2d, got {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a duration must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
