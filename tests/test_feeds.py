@@ -206,3 +206,87 @@ def test_entry_language_from_xml_lang_overrides_feed() -> None:
 ])
 def test_html_to_text(fragment: str, text: str) -> None:
     assert html_to_text(fragment) == text
+
+
+# --- issue 14: hostile and broken feeds ---------------------------------------------------------
+
+def _utf7_bomb(entities: int = 3) -> bytes:
+    """The entity bomb of test_entity_bombs_are_refused, written in UTF-7 as an attacker would:
+    `<!ENTITY` is `+ADwAIQ-ENTITY` on the wire, so no raw byte spells it."""
+    text = ('<?xml version="1.0" encoding="utf-7"?>\n'
+            '<!DOCTYPE rss [<!ENTITY a "' + "A" * 1000 + '">]>\n'
+            '<rss version="2.0"><channel><title>t</title><item><title>'
+            + "&a;" * entities + "</title></item></channel></rss>")
+    body = text.encode("utf-7").replace(b"<!ENTITY", b"+ADwAIQ-ENTITY")
+    assert b"<!ENTITY" not in body and body.decode("utf-7") == text
+    return body
+
+
+@pytest.mark.parametrize("content_type", ["", "application/xml; charset=utf-7"])
+def test_entity_declared_in_utf7_is_refused(content_type: str) -> None:
+    with pytest.raises(FeedError, match="declares XML entities"):
+        parse_feed(doc(_utf7_bomb(), content_type=content_type))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "cp037"])
+def test_entity_declared_in_other_non_ascii_encodings_is_refused(encoding: str) -> None:
+    text = (f'<?xml version="1.0" encoding="{encoding}"?><!DOCTYPE rss [<!ENTITY a "AAAA">]>'
+            '<rss version="2.0"><channel><item><title>&a;&a;</title></item></channel></rss>')
+    with pytest.raises(FeedError, match="declares XML entities"):
+        parse_feed(doc(text.encode(encoding)))
+
+
+def test_one_invalid_byte_in_utf8_keeps_the_valid_text() -> None:
+    """feedparser alone decodes the whole feed as cp1252 (`Ù…Ø¹Ø§Ø±Ùƒ`); only the bad byte may
+    change, and a Latin-1 byte pasted into a UTF-8 feed is read as what it was (café)."""
+    body = rss(item(title=ARABIC, summary="Le caf\u00e9 " + ARABIC)).encode("utf-8")
+    body = body.replace("caf\u00e9".encode("utf-8"), b"caf\xe9")
+    entry = parse_feed(doc(body)).entries[0]
+    assert entry.title == ARABIC
+    assert entry.summary == "Le caf\u00e9 " + ARABIC
+
+
+LEGACY = {
+    "euc_jp": "東京で大規模な地震が発生し、多くの住民が避難しました。政府は対策本部を設置した。",
+    "shift_jis": "東京で大規模な地震が発生し、多くの住民が避難しました。政府は対策本部を設置した。",
+    "euc_kr": "서울에서 대규모 시위가 열렸다. 정부는 대책을 발표했다. 경찰은 도로를 통제했다.",
+    "tis_620": "รัฐบาลประกาศมาตรการใหม่เพื่อรับมือกับน้ำท่วมในกรุงเทพมหานคร ประชาชนจำนวนมากต้องอพยพ",
+    "koi8_r": "В Москве прошли массовые протесты. Правительство объявило о новых мерах безопасности.",
+    "gb2312": "北京举行大规模抗议活动。政府宣布了新的安全措施，警方封锁了道路。",
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(LEGACY))
+def test_undeclared_legacy_encodings_are_detected(encoding: str) -> None:
+    text = LEGACY[encoding]
+    body = rss(item(title=text, summary=f"{text} {text}"), decl=None).encode(encoding)
+    entry = parse_feed(doc(body)).entries[0]
+    assert entry.title == text
+
+
+def test_text_plain_title_keeps_angle_brackets() -> None:
+    atom = ('<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            '<title>f</title><entry><id>1</id><title type="text">History of the &lt;blink&gt; tag'
+            '</title></entry><entry><id>2</id><title type="html">An &lt;b&gt;HTML&lt;/b&gt; title'
+            '</title></entry></feed>').encode()
+    titles = [e.title for e in parse_feed(doc(atom)).entries]
+    assert titles == ["History of the <blink> tag", "An HTML title"]
+    plain_rss = rss(item(title="History of the &lt;blink&gt; tag")).encode()
+    assert parse_feed(doc(plain_rss)).entries[0].title == "History of the <blink> tag"
+
+
+@pytest.mark.parametrize("ns, prefix", [("http://rssnamespace.org/feedburner/ext/1.0", "feedburner"),
+                                        ("http://www.pheedo.com/namespace/pheedo", "pheedo")])
+def test_orig_link_beats_the_proxy_link(ns: str, prefix: str) -> None:
+    body = (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xmlns:{prefix}="{ns}">'
+            '<channel><title>f</title><item><title>t</title>'
+            '<link>http://feedproxy.google.com/~r/example/~3/AbC/story</link>'
+            f'<{prefix}:origLink>https://example.org/2017/raqqa</{prefix}:origLink>'
+            '</item></channel></rss>').encode()
+    assert parse_feed(doc(body)).entries[0].link == "https://example.org/2017/raqqa"
+
+
+@pytest.mark.parametrize("date", ["Fri, 31 Dec 9999 12:00:00 GMT", "Mon, 01 Jan 0001 00:00:00 GMT",
+                                  "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+05:00"])
+def test_out_of_range_dates_are_none_not_a_crash(date: str) -> None:
+    assert parse_feed(doc(rss(item(date=date)).encode())).entries[0].published is None

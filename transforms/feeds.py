@@ -23,6 +23,8 @@ What feedparser already does, and what is added here:
 from __future__ import annotations
 
 import calendar
+import codecs
+import html
 import io
 import json
 import re
@@ -45,9 +47,24 @@ _LATIN_DECODINGS = {"iso-8859-1", "latin-1", "latin1", "windows-1252", "cp1252",
                     "us-ascii", "ascii"}
 _LEGACY_CANDIDATES = ["utf_8", "cp1252", "cp1250", "cp1251", "cp1253", "cp1254", "cp1255",
                       "cp1256", "cp1257"]
+# What an undeclared legacy body may be: the encodings the web uses (WHATWG's list, less the
+# exotic ones), so that a rare code page (mac_cyrillic) never wins over cp1251 on a near tie.
+_WEB_ENCODINGS = ["utf_8", "cp1250", "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256",
+                  "cp1257", "cp1258", "iso8859_2", "iso8859_5", "iso8859_6", "iso8859_7",
+                  "iso8859_8", "koi8_r", "koi8_u", "euc_jp", "shift_jis", "cp932", "euc_kr",
+                  "cp949", "gb2312", "gbk", "gb18030", "big5", "tis_620", "cp874"]
 _MOJIBAKE_RATIO = 0.3    # share of letters in U+0080..U+00FF that means "wrong code page"
 _FIRST_ELEMENT = re.compile(rb"<\w")
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_ENTITY_DECL_TEXT = re.compile(r"<!ENTITY", re.IGNORECASE)
+_FIRST_ELEMENT_TEXT = re.compile(r"<\w")
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+_XML_ENCODING_SUB = re.compile(rb"""^(\s*<\?xml[^>]*?encoding\s*=\s*["'])([A-Za-z0-9._:-]{1,40})(["'])""")
+_HTTP_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]{1,40})", re.IGNORECASE)
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_EBCDIC_XML = b"\x4c\x6f\xa7\x94"    # '<?xm' in EBCDIC, as feedparser sniffs it
+_MIN_YEAR, _MAX_YEAR = 1900, 2199       # as transforms.timeutil.EARLIEST/LATEST
 _LANG = re.compile(r"[A-Za-z]{2,3}")
 _MARKUP_LEFT = re.compile(r"<[A-Za-z/!]|&(#\d+|#[xX][0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*);")
 _SPACE = re.compile(r"\s+")
@@ -137,12 +154,114 @@ def html_to_text(fragment: str) -> str:
 
 # --- parsing -----------------------------------------------------------------------------------
 
-def _prologue_declares_entities(body: bytes) -> bool:
-    """True if the text before the first element declares an XML entity (also in UTF-16/32)."""
+def _codec(name: str | None) -> str | None:
+    """Python's name for an encoding label, or None when Python does not know it."""
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip().lower()).name
+    except (LookupError, ValueError):
+        return None
+
+
+def _declared_encodings(body: bytes, content_type: str) -> tuple[str | None, str | None, str | None]:
+    """(BOM, XML declaration, HTTP charset) encodings, as Python codec names."""
+    bom = next((enc for mark, enc in _BOMS if body.startswith(mark)), None)
+    match = _XML_ENCODING.match(body[:1024].lstrip(b"\xef\xbb\xbf"))
+    xml_decl = _codec(match.group(1).decode("ascii")) if match else None
+    charset = _HTTP_CHARSET.search(content_type or "")
+    http = _codec(charset.group(1)) if charset else None
+    return _codec(bom), xml_decl, http
+
+
+def _ascii_compatible(codec: str) -> bool:
+    """True when every ASCII byte decodes to itself (not UTF-7, whose `+` starts base64)."""
+    ascii_bytes = bytes(range(0x20, 0x7F))
+    try:
+        return ascii_bytes.decode(codec) == ascii_bytes.decode("ascii")
+    except (UnicodeError, LookupError):
+        return False
+
+
+def _prologue_declares_entities(body: bytes, content_type: str = "") -> bool:
+    """True if the text before the first element declares an XML entity.
+
+    The raw bytes are scanned (ASCII-compatible encodings; UTF-16/32 with their NULs taken out),
+    and so is the text in every other encoding the document or the server declares (UTF-7
+    writes `<!ENTITY` as `+ADwAIQ-ENTITY`; EBCDIC has other bytes altogether), because
+    feedparser decodes with those before its XML parser sees the declaration.
+    """
     data = body.replace(b"\x00", b"") if b"\x00" in body[:4] else body
     first = _FIRST_ELEMENT.search(data)
     prologue = data[: first.start()] if first else data
-    return bool(_ENTITY_DECL.search(prologue))
+    if _ENTITY_DECL.search(prologue):
+        return True
+    candidates = {c for c in _declared_encodings(body, content_type) if c}
+    if body.startswith(_EBCDIC_XML):
+        candidates.add("cp037")
+    for codec in candidates:
+        if _ascii_compatible(codec):
+            continue
+        try:
+            text = body.decode(codec, errors="replace")
+        except (UnicodeError, LookupError):
+            continue
+        found = _FIRST_ELEMENT_TEXT.search(text)
+        if _ENTITY_DECL_TEXT.search(text[: found.start()] if found else text):
+            return True
+    return False
+
+
+def _byte_fallback(error: UnicodeError) -> tuple[str, int]:
+    """codecs error handler: an invalid UTF-8 byte is read as cp1252 (Latin-1 where undefined)."""
+    assert isinstance(error, UnicodeDecodeError)
+    byte = error.object[error.start:error.start + 1]
+    try:
+        return byte.decode("cp1252"), error.start + 1
+    except UnicodeDecodeError:
+        return byte.decode("latin-1"), error.start + 1
+
+
+codecs.register_error("mediamon-byte-fallback", _byte_fallback)
+
+
+def _as_utf8(text: str, body: bytes) -> bytes:
+    data = text.encode("utf-8")
+    if _XML_ENCODING_SUB.match(data):
+        data = _XML_ENCODING_SUB.sub(rb"\g<1>utf-8\g<3>", data, count=1)
+    return data
+
+
+def _repair_encoding(body: bytes, content_type: str) -> tuple[bytes, str | None]:
+    """A body feedparser would read as UTF-8 but that is not valid UTF-8, made valid.
+
+    feedparser falls back to cp1252 for the *whole* document when one byte is invalid, so
+    `معارك` would come out as `Ù…Ø¹Ø§Ø±Ùƒ`. Instead: a body with no encoding declared and no
+    valid multi-byte UTF-8 at all is a legacy encoding, detected with charset-normalizer (EUC-JP,
+    EUC-KR, Shift_JIS, TIS-620, KOI8-R, GB2312...) and transcoded; otherwise only the invalid
+    bytes are repaired (read as cp1252: a Latin-1 `é` pasted into a UTF-8 feed), and the valid
+    text stays as it is.
+    Returns the body to parse and the charset to tell feedparser (None: leave as is).
+    """
+    bom, xml_decl, http = _declared_encodings(body, content_type)
+    if bom is not None and bom != "utf-8":
+        return body, None
+    effective = http or xml_decl
+    if effective not in (None, "utf-8"):
+        return body, None
+    try:
+        body.decode("utf-8")
+        return body, None
+    except UnicodeDecodeError:
+        pass
+    lenient = body.decode("utf-8", errors="replace")
+    invalid = lenient.count("\ufffd")
+    valid = sum(1 for c in lenient if ord(c) > 0x7F) - invalid
+    if valid < invalid:   # mostly invalid as UTF-8: a legacy encoding, declared or not
+        best = charset_normalizer.from_bytes(body, cp_isolation=_WEB_ENCODINGS).best()
+        if best is not None and best.encoding not in ("utf_8", "ascii"):
+            return _as_utf8(str(best), body), "utf-8"
+    return _as_utf8(body.decode("utf-8", errors="mediamon-byte-fallback"), body), "utf-8"
 
 
 def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
@@ -183,9 +302,13 @@ def _iso_utc(parsed: Any) -> str | None:
         return None
     try:
         seconds = calendar.timegm(parsed)
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+        moment = time.gmtime(seconds)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
+    if not _MIN_YEAR <= moment.tm_year <= _MAX_YEAR:
+        return None     # year 9999 or 0001: not a real date; the entry falls back to its fetch time
+    return (f"{moment.tm_year:04d}-{moment.tm_mon:02d}-{moment.tm_mday:02d}"
+            f"T{moment.tm_hour:02d}:{moment.tm_min:02d}:{moment.tm_sec:02d}Z")
 
 
 def _published(entry: Any) -> str | None:
@@ -236,16 +359,37 @@ def _head(text: str, limit: int = TITLE_FALLBACK_CHARS) -> str:
     return cut + "…"
 
 
+def _text_of(entry: Any, key: str) -> str:
+    """A text construct as plain text: HTML is stripped, text/plain keeps its `<blink>`."""
+    value = entry.get(key, "") or ""
+    detail = entry.get(f"{key}_detail")
+    kind = str(detail.get("type", "")) if hasattr(detail, "get") else ""
+    if kind == "text/plain":
+        if _MARKUP_LEFT.search(value) and "&" in value:
+            value = html.unescape(value)     # escaped twice (`&amp;#8217;`): once more
+        return _SPACE.sub(" ", value).strip()
+    return html_to_text(value)
+
+
+def _link(entry: Any) -> str:
+    """The entry's article link: FeedBurner's and Pheedo's origLink beat their proxy link."""
+    for key in ("feedburner_origlink", "pheedo_origlink"):
+        original = str(entry.get(key, "") or "").strip()
+        if original.lower().startswith(("http://", "https://")):
+            return original
+    return str(entry.get("link", "") or "").strip()
+
+
 def _entry(entry: Any, base: str, feed_language: str | None) -> FeedEntry | str:
     """One feedparser entry -> FeedEntry, or the reason it cannot become an article."""
-    link = str(entry.get("link", "") or "").strip()
+    link = _link(entry)
     if link and not _is_absolute(link):
         link = urljoin(base, link)
     summary_html = entry.get("summary", "") or ""
     if not summary_html and entry.get("content"):
         summary_html = entry["content"][0].get("value", "") or ""
     summary = html_to_text(summary_html)
-    title = html_to_text(entry.get("title", "") or "")
+    title = _text_of(entry, "title")
     if not title:
         title = _head(summary) or link
     if not title:
@@ -272,13 +416,16 @@ def parse_feed(doc: FeedDocument) -> ParsedFeed:
     body = doc.body
     if not body or not body.strip():
         raise FeedError("empty document")
-    if _prologue_declares_entities(body):
+    if _prologue_declares_entities(body, doc.content_type):
         raise FeedError("refused: the document declares XML entities (<!ENTITY>), "
                         "the vector of entity-expansion and external-entity attacks")
     headers: dict[str, str] = {}
     if doc.content_type:
         headers["content-type"] = doc.content_type
     try:
+        body, charset = _repair_encoding(body, doc.content_type)
+        if charset:
+            headers["content-type"] = f"application/xml; charset={charset}"
         result = _feedparser(body, headers)
         if result.entries and _looks_like_mojibake(result):
             charset = _redetect(body)
