@@ -79,3 +79,20 @@ def test_latin_tokens_have_one_key() -> None:
 def test_wildcard_letters_ignore_article() -> None:
     assert wildcard_letters("الرق") == 2
     assert wildcard_letters("offens") == 6
+
+
+# --- issue 14 ------------------------------------------------------------------------------------
+
+def test_persian_ezafe_heh_folds_like_heh_with_hamza() -> None:
+    from transforms.textnorm import fold
+    assert fold("خانۀ") == fold("خانهٔ") == fold("خانه")
+
+
+def test_ligatures_are_expanded_before_tokenising() -> None:
+    from transforms.textnorm import tokenize
+    salla = [t.folded for t in tokenize("النبي ﷺ قال")]
+    assert salla == ["النبي", "صلي", "الله", "عليه", "وسلم", "قال"]
+    basmala = tokenize("﷽ في البداية")
+    assert [t.folded for t in basmala][:4] == ["بسم", "الله", "الرحمن", "الرحيم"]
+    assert {t.surface for t in basmala[:4]} == {"﷽"} and basmala[0].start == 0
+    assert basmala[4].surface == "في" and basmala[4].start == 2

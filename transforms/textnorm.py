@@ -7,8 +7,8 @@ matches a token when their folded forms agree:
   Latin (and Greek/Cyrillic) diacritics removed (é = e, ç = c, ş = s, î = i), Turkish dotless ı
   folded to i (so `Irak`, `ırak` and `IRAK` agree), and for Arabic script: tashkeel (harakat,
   shadda, sukun, superscript alef, Quranic marks) and tatweel removed, أ إ آ ٱ folded to ا,
-  ة to ه, ى to ي; Persian/Kurdish ی and ک folded to Arabic ي and ك (same letters, different
-  code points); Arabic-Indic digits to ASCII digits; zero-width joiners and marks removed.
+  ة to ه, ى to ي, Persian ezafe ۀ to ه (as هٔ); Persian/Kurdish ی and ک folded to Arabic
+  ي and ك (same letters, different code points); Arabic-Indic digits to ASCII digits; zero-width joiners and marks removed.
 * `tokenize(text)`: a token is a run of letters, digits and combining marks (so a vowelled
   Arabic word stays one token); everything else, including apostrophes and hyphens, separates
   tokens (`l'offensive` is `l` + `offensive`, `Rakka'da` is `rakka` + `da`, `Deir ez-Zor` is
@@ -42,6 +42,7 @@ from typing import NamedTuple
 _ARABIC_LETTER_MAP = {
     "أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا",
     "ة": "ه", "ى": "ي",
+    "ۀ": "ه",                       # Persian ezafe heh (U+06C0), as هٔ folds to ه
     "ی": "ي", "ک": "ك",
     "ـ": "",                        # tatweel
 }
@@ -116,14 +117,45 @@ def fold_token(surface: str) -> str:
     return "".join(TOKEN_RE.findall(folded))
 
 
+# Arabic phrase signs that Unicode gives no decomposition (so NFKC leaves them, as a symbol)
+_PHRASE_SIGNS = {
+    "\ufdfd": "بسم الله الرحمن الرحيم",
+    "\ufdfe": "سبحانه وتعالى",
+    "\ufdff": "عز وجل",
+}
+
+
 def tokenize(text: str) -> list[Token]:
-    """Tokens of `text` with folded form, surface form and span; empty folds are skipped."""
+    """Tokens of `text` with folded form, surface form and span; empty folds are skipped.
+
+    Compatibility characters are expanded (NFKC) *before* splitting, so a ligature that stands
+    for several words gives several tokens (`ﷺ` is صلى الله عليه وسلم, `﷽` is بسم الله الرحمن
+    الرحيم, a symbol that would otherwise vanish). Spans and surfaces stay those of `text`:
+    the tokens of one ligature all share its span.
+    """
+    if unicodedata.is_normalized("NFKC", text) and not any(ch in text for ch in _PHRASE_SIGNS):
+        return _tokens(text, None)
+    pieces: list[str] = []
+    origin: list[int] = []          # index in `text` of each character of the expanded text
+    for i, ch in enumerate(text):
+        expanded = _PHRASE_SIGNS.get(ch) or unicodedata.normalize("NFKC", ch)
+        pieces.append(expanded)
+        origin.extend([i] * len(expanded))
+    origin.append(len(text))
+    return _tokens("".join(pieces), origin, text)
+
+
+def _tokens(norm: str, origin: list[int] | None, text: str = "") -> list[Token]:
     tokens: list[Token] = []
-    for m in TOKEN_RE.finditer(text):
-        surface = m.group()
-        folded = fold_token(surface)
+    for m in TOKEN_RE.finditer(norm):
+        if origin is None:
+            start, end, surface = m.start(), m.end(), m.group()
+        else:
+            start, end = origin[m.start()], origin[m.end() - 1] + 1
+            surface = text[start:end]
+        folded = fold_token(m.group())
         if folded:
-            tokens.append(Token(folded, surface, m.start(), m.end()))
+            tokens.append(Token(folded, surface, start, end))
     return tokens
 
 
