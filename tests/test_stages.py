@@ -69,8 +69,8 @@ def test_language_and_topics_stages() -> None:
             article("2", title="The battle for Raqqa enters its final week", summary=""),
             article("3", title="Central bank holds interest rates steady", summary="")]
     with TestPipeline() as p:
-        out = (p | beam.Create(arts) | DetectLanguage(allowed=["ar", "en", "fr"])
-               | TagTopics(topics, keywords, variants)
+        detected = p | beam.Create(arts) | DetectLanguage(allowed=["ar", "en", "fr"])
+        out = ((detected.articles | TagTopics(topics, keywords, variants)).articles
                | beam.Map(lambda a: (a.id, a.language, a.topics, a.keyword_mentions)))
         assert_that(out, equal_to([
             ("1", "ar", ("raqqa",), (("raqqa", 2),)),

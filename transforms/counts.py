@@ -1,7 +1,9 @@
 """Stage 5, CountPerWindow: Articles -> KeywordCount and TopicCount per event-time window.
 
 Input:  Article (deduplicated, language and topics set).
-Output: a dict {"counts": PCollection[KeywordCount], "topics": PCollection[TopicCount]}.
+Output: a dict {"counts": PCollection[KeywordCount], "topics": PCollection[TopicCount],
+        "dead_letters": PCollection[DeadLetter]} (an article whose time cannot be windowed; it
+        stays an article, only its counting failed).
 
 Event time is the article's `published` time.  Windows are fixed (`size`) or sliding
 (`size` every `period`).  Batch uses the default trigger; streaming passes a trigger with
@@ -16,7 +18,10 @@ import apache_beam as beam
 from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.trigger import AccumulationMode, TriggerFn
 
+from transforms.deadletters import DEAD, dead_letter
 from transforms.records import Article, KeywordCount, TopicCount
+
+STAGE = "counts"
 from transforms.timeutil import from_epoch, to_epoch
 
 
@@ -39,6 +44,21 @@ def windows_of(timestamp: float, size: float, period: float | None) -> list[tupl
 
 def stamp(article: Article) -> beam_window.TimestampedValue:
     return beam_window.TimestampedValue(article, to_epoch(article.published))
+
+
+class _StampFn(beam.DoFn):
+    def process(self, article: Article) -> Iterator[Any]:
+        try:
+            stamped = stamp(article)
+            for start, end in windows_of(stamped.timestamp.micros / 1e6, self.size, self.period):
+                from_epoch(start), from_epoch(end)   # a window that cannot be written: raise here
+        except Exception as exc:  # noqa: BLE001 - one article must not fail the job: dead letter
+            yield dead_letter(STAGE, article, exc)
+            return
+        yield stamped
+
+    def __init__(self, size: float, period: float | None) -> None:
+        self.size, self.period = size, period
 
 
 def keyword_pairs(article: Article) -> Iterator[tuple[tuple[str, str], tuple[int, int]]]:
@@ -96,6 +116,7 @@ class CountPerWindow(beam.PTransform):
                  trigger: TriggerFn | None = None) -> None:
         super().__init__()
         self.window_fn = window_fn(size, period)
+        self.size, self.period = size, period
         self.allowed_lateness = allowed_lateness
         self.trigger = trigger
 
@@ -103,8 +124,9 @@ class CountPerWindow(beam.PTransform):
         windowing: dict[str, Any] = {"allowed_lateness": self.allowed_lateness}
         if self.trigger is not None:
             windowing.update(trigger=self.trigger, accumulation_mode=AccumulationMode.ACCUMULATING)
-        windowed = (articles
-                    | "EventTime" >> beam.Map(stamp).with_output_types(Article)
+        stamp_fn = beam.ParDo(_StampFn(self.size, self.period)).with_output_types(Article)
+        stamped = articles | "EventTime" >> stamp_fn.with_outputs(DEAD, main="articles")
+        windowed = (stamped.articles
                     | "Window" >> beam.WindowInto(self.window_fn, **windowing))
         counts = (windowed
                   | "KeywordPairs" >> beam.FlatMap(keyword_pairs)
@@ -114,4 +136,4 @@ class CountPerWindow(beam.PTransform):
                   | "TopicPairs" >> beam.FlatMap(topic_pairs)
                   | "SumTopics" >> beam.CombinePerKey(sum)
                   | "ToTopicCount" >> beam.ParDo(_ToTopicCount()).with_output_types(TopicCount))
-        return {"counts": counts, "topics": topics}
+        return {"counts": counts, "topics": topics, "dead_letters": stamped[DEAD]}

@@ -5,13 +5,16 @@ never pickled in from the driver.  Detection never raises: text with no letters 
 """
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence, cast
+from typing import Any, Iterator, Mapping, Sequence, cast
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.deadletters import DEAD, dead_letter
 from transforms.langid import LanguageDetector
 from transforms.records import Article
+
+STAGE = "language"
 
 
 def detection_text(article: Article) -> str:
@@ -30,20 +33,28 @@ class _DetectFn(beam.DoFn):
         self.detector = LanguageDetector(allowed=self.allowed, aliases=self.aliases,
                                          second_opinion=self.second_opinion)
 
-    def process(self, article: Article) -> Iterator[Article]:
+    def process(self, article: Article) -> Iterator[Any]:
         assert self.detector is not None, "setup() builds the detector"
-        code, confidence = self.detector.detect(detection_text(article), hint=article.language_hint)
+        try:
+            code, confidence = self.detector.detect(detection_text(article), hint=article.language_hint)
+        except Exception as exc:  # noqa: BLE001 - one article must not fail the job: dead letter
+            yield dead_letter(STAGE, article, exc)
+            return
         Metrics.counter("by_language", code).inc()
         yield article.replace(language=code, language_confidence=confidence)
 
 
 class DetectLanguage(beam.PTransform):
-    """Article -> Article with language set (ISO 639-1, or `und`)."""
+    """Article -> Article with language set (ISO 639-1, or `und`): main output `articles`,
+    tagged output `dead_letters` (an article the detector raised on)."""
+
+    DEAD = DEAD
 
     def __init__(self, allowed: Sequence[str] | None = None, aliases: Mapping[str, str] | None = None,
                  second_opinion: bool = True) -> None:
         super().__init__()
         self.fn = _DetectFn(allowed, aliases or {}, second_opinion)
 
-    def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        return cast("beam.PCollection", articles | "Detect" >> beam.ParDo(self.fn).with_output_types(Article))
+    def expand(self, articles: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        detect = beam.ParDo(self.fn).with_output_types(Article)
+        return cast("beam.pvalue.DoOutputsTuple", articles | "Detect" >> detect.with_outputs(DEAD, main="articles"))

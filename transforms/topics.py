@@ -10,8 +10,11 @@ from typing import Any, Iterator, Sequence, cast
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.deadletters import DEAD, dead_letter
 from transforms.records import Article
 from transforms.topic_matcher import Tagger
+
+STAGE = "topics"
 
 
 def tag_article(article: Article, tagger: Tagger) -> Article:
@@ -34,20 +37,28 @@ class _TagFn(beam.DoFn):
         topics, keywords, variants = self.specs
         self.tagger = Tagger(topics, keywords, variants)
 
-    def process(self, article: Article) -> Iterator[Article]:
+    def process(self, article: Article) -> Iterator[Any]:
         assert self.tagger is not None, "setup() builds the tagger"
-        tagged = tag_article(article, self.tagger)
+        try:
+            tagged = tag_article(article, self.tagger)
+        except Exception as exc:  # noqa: BLE001 - one article must not fail the job: dead letter
+            yield dead_letter(STAGE, article, exc)
+            return
         for topic in tagged.topics:
             Metrics.counter("by_topic", topic).inc()
         yield tagged
 
 
 class TagTopics(beam.PTransform):
-    """Article -> Article with topic ids, keyword ids (+ mention counts) and evidence."""
+    """Article -> Article with topic ids, keyword ids (+ mention counts) and evidence: main
+    output `articles`, tagged output `dead_letters` (an article the tagger raised on)."""
+
+    DEAD = DEAD
 
     def __init__(self, topics: Sequence[Any], keywords: Sequence[Any], variants: Any = None) -> None:
         super().__init__()
         self.fn = _TagFn(topics, keywords, variants)
 
-    def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        return cast("beam.PCollection", articles | "Tag" >> beam.ParDo(self.fn).with_output_types(Article))
+    def expand(self, articles: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        tag = beam.ParDo(self.fn).with_output_types(Article)
+        return cast("beam.pvalue.DoOutputsTuple", articles | "Tag" >> tag.with_outputs(DEAD, main="articles"))

@@ -25,6 +25,9 @@ from transforms.timeutil import now_iso
 from transforms.topics import TagTopics
 
 
+BY_STAGE = "dead_letters_by_stage"
+
+
 @dataclass
 class StageOutputs:
     articles: beam.PCollection
@@ -54,20 +57,31 @@ def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = F
         split = fresh | "SplitLate" >> SplitLate(config.windows.size, config.windows.period,
                                                  config.windows.allowed_lateness)
         fresh = split[SplitLate.ON_TIME]
-    articles = (fresh
-                | "Deduplicate" >> Deduplicate(ttl_seconds=config.dedup.ttl if streaming else None)
-                | "DetectLanguage" >> DetectLanguage(config.language.allowed, dict(config.language.aliases),
-                                                     config.language.second_opinion)
-                | "TagTopics" >> TagTopics(config.topics, config.keywords, config.variants)
-                | "CountArticles" >> beam.Map(_count("mediamon", "articles")))
-    dead = ((parsed[ParseFeedItems.DEAD], *extra_dead)
+    deduped = fresh | "Deduplicate" >> Deduplicate(ttl_seconds=config.dedup.ttl if streaming else None)
+    detected = deduped | "DetectLanguage" >> DetectLanguage(
+        config.language.allowed, dict(config.language.aliases), config.language.second_opinion)
+    tagged = detected.articles | "TagTopics" >> TagTopics(config.topics, config.keywords, config.variants)
+    articles = tagged.articles | "CountArticles" >> beam.Map(_count("mediamon", "articles"))
+    # items that did not become articles: they balance items_read
+    dead = ((parsed[ParseFeedItems.DEAD], detected[DetectLanguage.DEAD], tagged[TagTopics.DEAD],
+             *extra_dead)
             | "FlattenDeadLetters" >> beam.Flatten()
             | "CountDeadLetters" >> beam.Map(_count("mediamon", "dead_letters")))
     if not counts:
-        return StageOutputs(articles=articles, counts=None, topics=None, dead_letters=dead)
+        return StageOutputs(articles=articles, counts=None, topics=None,
+                            dead_letters=dead | "ByStage" >> beam.Map(count_by_stage))
     counted = articles | "CountPerWindow" >> CountPerWindow(
         config.windows.size, config.windows.period, config.windows.allowed_lateness, trigger=trigger)
-    return StageOutputs(articles=articles, counts=counted["counts"], topics=counted["topics"], dead_letters=dead)
+    # an article whose counting failed is still an article: its dead letter is not an item
+    dead = (dead, counted["dead_letters"]) | "WithCountFailures" >> beam.Flatten()
+    return StageOutputs(articles=articles, counts=counted["counts"], topics=counted["topics"],
+                        dead_letters=dead | "ByStage" >> beam.Map(count_by_stage))
+
+
+def count_by_stage(dead: DeadLetter) -> DeadLetter:
+    """Counts each dead letter under its stage, for the summary's `dead_letters_by_stage`."""
+    Metrics.counter(BY_STAGE, dead.stage).inc()
+    return dead
 
 
 def write_sinks(outputs: StageOutputs, config: Config, *, streaming: bool = False,
@@ -99,6 +113,7 @@ def write_alerts(alerts: beam.PCollection, outputs: Any, config: Config, label: 
         alerts | f"{label}AlertSink{i}:{sink.name}" >> WriteSink(sink, streaming=streaming)
     if config.webhook is not None:
         failed = alerts | f"{label}Webhook" >> PostAlerts(config.webhook)
+        failed = failed | f"{label}WebhookByStage" >> beam.Map(count_by_stage)
         outputs.dead_letters = (outputs.dead_letters, failed) | f"{label}WithWebhookFailures" >> beam.Flatten()
 
 

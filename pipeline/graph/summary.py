@@ -28,6 +28,10 @@ class Summary:
     sinks: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     feeds: dict[str, int] = field(default_factory=dict)
+    # every dead letter by the stage that made it: read, fetch, parse, language, topics, counts,
+    # webhook. Those of counts and webhook are not items (the article or alert exists), so the
+    # sum may exceed `dead_letters`, which balances items_read.
+    dead_letters_by_stage: dict[str, int] = field(default_factory=dict)
 
     def count_articles(self, articles: Iterable[Article]) -> None:
         """Per-language and per-topic totals from the articles themselves (not from metrics)."""
@@ -43,7 +47,9 @@ class Summary:
         return {"items_read": self.items_read, "articles": self.articles, "duplicates": self.duplicates,
                 "dead_letters": self.dead_letters, "late": self.late,
                 "by_language": dict(sorted(self.by_language.items())),
-                "by_topic": dict(sorted(self.by_topic.items())), "sinks": self.sinks}
+                "by_topic": dict(sorted(self.by_topic.items())),
+                "dead_letters_by_stage": dict(sorted(self.dead_letters_by_stage.items())),
+                "sinks": self.sinks}
 
     def text(self, name: str) -> str:
         langs = ", ".join(f"{k} {v}" for k, v in sorted(self.by_language.items(), key=lambda kv: -kv[1])) or "-"
@@ -51,7 +57,9 @@ class Summary:
         lines = [f"mediamon {name}: {self.items_read} items read in {self.seconds:.1f}s",
                  f"  articles      {self.articles}",
                  f"  duplicates    {self.duplicates}",
-                 f"  dead letters  {self.dead_letters}",
+                 f"  dead letters  {self.dead_letters}" + (
+                     " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.dead_letters_by_stage.items()))
+                     + ")" if self.dead_letters_by_stage else ""),
                  f"  late          {self.late}",
                  f"  by language   {langs}",
                  f"  by topic      {topics}"]
@@ -81,6 +89,8 @@ def read_metrics(result: PipelineResult, summary: Summary) -> None:
             setattr(summary, name, getattr(summary, name) + value)
         elif ns == "by_language":
             summary.by_language[name] = summary.by_language.get(name, 0) + value
+        elif ns == "dead_letters_by_stage":
+            summary.dead_letters_by_stage[name] = summary.dead_letters_by_stage.get(name, 0) + value
         elif ns == "by_topic":
             summary.by_topic[name] = summary.by_topic.get(name, 0) + value
 

@@ -40,6 +40,7 @@ from pipeline.graph.stages import (
     StageOutputs,
     apply_stages,
     batch_items,
+    count_by_stage,
     write_alerts,
     write_sinks,
 )
@@ -168,8 +169,10 @@ def _recount_and_export(config: Config, store: ArticleStore,
     counts = counted["counts"] | "OnlyDirtyCounts" >> beam.Filter(in_dirty)
     topics = counted["topics"] | "OnlyDirtyTopics" >> beam.Filter(in_dirty)
     new_articles = p | "NewArticles" >> beam.Create(to_export, reshuffle=False)
+    staged_dead = p | "StagedDeadLetters" >> beam.Create(dead, reshuffle=False)
+    recount_dead = counted["dead_letters"] | "RecountByStage" >> beam.Map(count_by_stage)
     outputs = StageOutputs(articles=new_articles, counts=counts, topics=topics,
-                      dead_letters=p | "StagedDeadLetters" >> beam.Create(dead, reshuffle=False))
+                           dead_letters=(staged_dead, recount_dead) | "AllDead" >> beam.Flatten())
     if config.alerts:
         alerts = _alerts_stage(p, config, store, windows)
         for sink in _store_sinks(config, ("alerts",)):
