@@ -34,6 +34,8 @@ class Route:
     gzip: bool = False                      # Content-Encoding: gzip
     drip: float = 0.0                       # seconds between single bytes of the body
     endless: bool = False                   # body never ends (until the client hangs up)
+    stall_after: int | None = None          # send this many bytes, no Content-Length, then stall
+    stall: float = 0.0                      # ... for this long (or until the client hangs up)
 
     def encoded(self) -> bytes:
         if self.gzip:
@@ -163,6 +165,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self._endless(body or b"<item><title>x</title></item>\n")
             return
+        if route.stall_after is not None:
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self._stall(body, route.stall_after, route.stall)
+            return
         self.send_header("Content-Length", str(len(body)))
         if route.drip:
             self.send_header("Connection", "close")
@@ -199,6 +206,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(block)
         except (BrokenPipeError, ConnectionResetError):
             pass                                  # the client hung up: what we expect
+        self.close_connection = True
+
+    def _stall(self, body: bytes, after: int, seconds: float) -> None:
+        """Part of a body without Content-Length, then silence: only the client's deadline
+        ends it, and the end of the connection must not look like the end of the body."""
+        try:
+            self.wfile.write(body[:after])
+            self.wfile.flush()
+            ends = time.monotonic() + seconds
+            while time.monotonic() < ends and not self.feed_server.stopping.is_set():
+                time.sleep(0.05)
+            self.wfile.write(body[after:])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
         self.close_connection = True
 
     def _drip(self, body: bytes, delay: float) -> None:

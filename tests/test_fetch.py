@@ -210,6 +210,21 @@ def test_slow_drip_hits_the_deadline(feed_server: FeedServer) -> None:
     assert outcome.status == "error" and "too slow" in (outcome.error or "")
 
 
+def test_body_cut_by_the_deadline_without_content_length_is_not_complete(
+        feed_server: FeedServer, store: FeedStateStore) -> None:
+    """Issue 14: 16 of 20 items arrived, the deadline closed the socket, and the cut body was
+    taken as the whole feed, its ETag saved, so the next run got 304 and never read the rest."""
+    items = "".join(f"<item><title>story {i}</title><guid>g{i}</guid></item>" for i in range(20))
+    body = f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+    cut = body.index(b"<item><title>story 16")
+    url = feed_server.route("/cut.xml", Route(body=body, etag='"v1"', stall_after=cut, stall=5.0))
+    outcome = fetch_one(url, store, settings=FetchSettings(timeout=4, deadline=1.0, per_host_delay=0))
+    assert outcome.status == "error" and "too slow" in (outcome.error or "")
+    assert outcome.document is None
+    state = store.get(url)
+    assert state is None or state.etag is None
+
+
 def test_headers_dripped_a_byte_at_a_time_hit_the_deadline() -> None:
     """Read timeouts apply per socket read: only the deadline stops a server that drips its
     status line and headers (a slowloris answer) while staying under the read timeout."""

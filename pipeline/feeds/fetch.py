@@ -286,12 +286,20 @@ def _get(url: str, state: FeedState, settings: FetchSettings, pacer: _HostPacer,
     watchdog = _Watchdog(settings.deadline)
     try:
         with watchdog:
-            return _request(url, headers, settings, sessions)
+            response = _request(url, headers, settings, sessions)
     except _FetchError as error:
         if watchdog.fired:
             raise _FetchError(f"too slow: no complete answer after {settings.deadline:g} s",
                               error.http_status) from error
         raise
+    if watchdog.fired:
+        # The deadline shut the socket: a body without Content-Length (or chunked framing
+        # urllib3 does not check) then just ends, and a cut feed would pass for the whole one
+        # (its ETag saved, so the rest never read). Whatever arrived, it is not complete.
+        raise _FetchError(f"too slow: body not complete after {settings.deadline:g} s "
+                          f"({len(response.body)} bytes received before the deadline)",
+                          response.status)
+    return response
 
 
 def _request(url: str, headers: dict[str, str], settings: FetchSettings,
