@@ -197,3 +197,20 @@ def test_retention_prune_keeps_counts(tmp_path: Path, feed_server: FeedServer) -
     assert counts(cfg) == before
     summary = json.loads((cfg.parent / "summary.json").read_text())
     assert summary["articles"] == 0
+
+
+@pytest.mark.parametrize("point", ["before_commit", "after_commit"])
+def test_staging_files_of_a_killed_run_are_cleaned_up_by_the_next(
+        point: str, tmp_path: Path, feed_server: FeedServer) -> None:
+    """Issue 14: a run killed after staging left its files in state/staging for ever."""
+    feed_server.route("/news.xml", Route(body=feed(range(0, 10))))
+    cfg = config(tmp_path / "stale", feed_server.url("/news.xml"))
+    staging = cfg.parent / "state" / "staging"
+    killed = run(cfg, env={"MEDIAMON_CRASH_AT": point}, check=False)
+    assert killed.returncode == -9, killed.stderr
+    left = sorted(p.name for p in staging.iterdir())
+    assert any(name.endswith(".articles.jsonl") for name in left), left
+    (staging / "old.articles.jsonl-00000-of-00002").write_text("{}\n")   # a shard a kill can leave
+    run(cfg)
+    assert sorted(p.name for p in staging.iterdir()) == []
+    assert stored_ids(cfg) == 10

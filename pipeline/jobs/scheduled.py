@@ -116,6 +116,22 @@ def _staging(config: Config, run: str, kind: str) -> Path:
     return folder / f"{run}.{kind}.jsonl"
 
 
+def _clear_stale_staging(config: Config) -> list[Path]:
+    """Staging files a killed run left behind (under the run lock, so no run is using them):
+    its articles (never committed, or committed already: either way the store is right), its
+    shards and half-merged files. Finished dead-letter files stay: they wait for export."""
+    assert config.state.path is not None
+    folder = config.state.path.parent / "staging"
+    removed = []
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        if path.is_file() and not path.name.endswith(".dead_letters.jsonl"):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.info("removed %d staging files left by a killed run", len(removed))
+    return removed
+
+
 def _staged_dead_letters(config: Config) -> list[Path]:
     """Dead-letter files of every run that has not exported them yet (a crash leaves them)."""
     assert config.state.path is not None
@@ -217,6 +233,7 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
         feed_state = FeedStateStore(config.state.path)
         held = HeldFeedState(feed_state)
         try:
+            _clear_stale_staging(config)
             run = store.begin_run()
             docs: list[FeedDocument] = []
             fetch_dead: list[DeadLetter] = []
