@@ -326,8 +326,21 @@ def _language(*candidates: Any) -> str | None:
 
 
 def _is_absolute(url: str) -> bool:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:      # `http://]`: an unbalanced IPv6 bracket
+        return False
     return bool(parts.scheme and (parts.netloc or parts.scheme in ("mailto", "urn", "tag", "file")))
+
+
+def _absolute(link: str, base: str) -> str:
+    """`link` made absolute against `base`; a link that is no URL at all (`http://]`) is ""."""
+    if not link or _is_absolute(link):
+        return link
+    try:
+        return urljoin(base, link)
+    except ValueError:
+        return ""
 
 
 def _feed_base(doc: FeedDocument, result: Any) -> str:
@@ -382,9 +395,7 @@ def _link(entry: Any) -> str:
 
 def _entry(entry: Any, base: str, feed_language: str | None) -> FeedEntry | str:
     """One feedparser entry -> FeedEntry, or the reason it cannot become an article."""
-    link = _link(entry)
-    if link and not _is_absolute(link):
-        link = urljoin(base, link)
+    link = _absolute(_link(entry), base)
     summary_html = entry.get("summary", "") or ""
     if not summary_html and entry.get("content"):
         summary_html = entry["content"][0].get("value", "") or ""

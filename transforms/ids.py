@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import re
 import unicodedata
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -51,6 +52,7 @@ _GOOGLE_REDIRECT_HOSTS = frozenset({"google.com", "news.google.com"})
 _GOOGLE_NEWS_ARTICLE = re.compile(r"^/(?:rss/|__i/rss/rd/)?articles/([A-Za-z0-9_-]+)")
 _EMBEDDED_URL = re.compile(rb"https?://[\x21-\x7e]+")
 _MAX_UNWRAP = 8
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 
 
 def canonical_url(url: str) -> str:
@@ -62,6 +64,9 @@ def canonical_url(url: str) -> str:
     url = (url or "").strip()
     if not url.lower().startswith(("http://", "https://")):
         return url
+    # as browsers do (WHATWG URL): a backslash before the query is a slash in http(s) URLs
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    url = url[:cut].replace("\\", "/") + url[cut:]
     try:
         first = _canonical(url, _MAX_UNWRAP)
         return _canonical(first, 0) if first else ""   # a second pass is a no-op by design
@@ -114,11 +119,14 @@ def _unwrap(host: str, path: str, query: str) -> str | None:
 
 
 def _host(netloc_host: str) -> str:
+    """The host as it goes into a canonical URL; ValueError when it is no host name at all."""
     host = netloc_host.lower().rstrip(".")
     if ":" in host:                       # IPv6 literal
-        return f"[{host}]"
+        return f"[{ipaddress.IPv6Address(host.split('%', 1)[0]).compressed}]"
     if any(ord(c) > 127 for c in host):
         host = host.encode("idna").decode("ascii")
+    if not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"not a host name: {host!r}")
     for prefix in _HOST_PREFIXES:
         if host.startswith(prefix) and host.count(".") >= 2:
             return host[len(prefix):]
@@ -129,9 +137,8 @@ def _clean_path(path: str) -> str:
     path = _SESSION_PATH.sub("", path)
     segments = path.split("/")
     # AMP: /story/amp, /story/amp/ ; index pages: /section/index.html
-    while len(segments) > 1 and segments[-1] == "":
-        segments.pop()
-    if len(segments) > 1 and (segments[-1].lower() == "amp" or segments[-1].lower() in _INDEX_PAGES):
+    while len(segments) > 1 and (segments[-1] == "" or segments[-1].lower() == "amp"
+                                 or segments[-1].lower() in _INDEX_PAGES):
         segments.pop()
     cleaned = "/".join(segments)
     return cleaned if cleaned.startswith("/") else "/" + cleaned
