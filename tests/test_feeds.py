@@ -290,3 +290,11 @@ def test_orig_link_beats_the_proxy_link(ns: str, prefix: str) -> None:
                                   "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+05:00"])
 def test_out_of_range_dates_are_none_not_a_crash(date: str) -> None:
     assert parse_feed(doc(rss(item(date=date)).encode())).entries[0].published is None
+
+
+def test_an_oversized_entry_is_rejected_and_the_others_kept() -> None:
+    from transforms.records import MAX_ITEM_BYTES
+    body = rss(item(title="small") + item(title="huge", summary="x" * (MAX_ITEM_BYTES + 1))).encode()
+    parsed = parse_feed(doc(body))
+    assert [e.title for e in parsed.entries] == ["small"]
+    assert len(parsed.rejected) == 1 and "too large" in parsed.rejected[0][1]

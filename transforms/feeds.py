@@ -38,7 +38,7 @@ from urllib.parse import urljoin, urlsplit
 import charset_normalizer
 import feedparser
 
-from transforms.records import RAW_LIMIT, FeedDocument
+from transforms.records import MAX_ITEM_BYTES, RAW_LIMIT, FeedDocument
 
 __all__ = ["FeedEntry", "ParsedFeed", "FeedError", "parse_feed", "html_to_text"]
 
@@ -399,6 +399,9 @@ def _entry(entry: Any, base: str, feed_language: str | None) -> FeedEntry | str:
     summary_html = entry.get("summary", "") or ""
     if not summary_html and entry.get("content"):
         summary_html = entry["content"][0].get("value", "") or ""
+    size = len(summary_html) + len(entry.get("title", "") or "")
+    if size > MAX_ITEM_BYTES:   # characters: a lower bound of the bytes
+        return f"entry too large: {size} characters > {MAX_ITEM_BYTES}"
     summary = html_to_text(summary_html)
     title = _text_of(entry, "title")
     if not title:

@@ -199,6 +199,6 @@ def article_id(url: str, guid: str, source: str, title: str) -> str:
         key = f"guid:{source}\x1f{guid.strip()}"
     else:
         key = f"title:{source}\x1f{normalise_title(title)}"
-    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

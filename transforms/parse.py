@@ -21,15 +21,11 @@ from apache_beam.pvalue import TaggedOutput
 
 from transforms.feeds import FeedError, html_to_text, parse_feed
 from transforms.ids import article_id, canonical_url
-from transforms.records import Article, DeadLetter, FeedDocument, RawItem
+from transforms.records import MAX_ITEM_BYTES, Article, DeadLetter, FeedDocument, RawItem
 from transforms.timeutil import EARLIEST, LATEST, in_range, iso_utc, parse_time
 
 STAGE = "parse"
 ITEM_KEYS = {"id", "url", "title", "summary", "published", "source", "language"}
-# One JSONL line or message larger than this is a dead letter, unread: a 20 MB summary would
-# cost gigabytes on its way through HTML stripping, language detection and tagging. Real items
-# are a few KiB; a feed document has its own cap (`fetch.max_bytes`).
-MAX_ITEM_BYTES = 1 << 20
 
 
 def articles_from_feed(doc: FeedDocument) -> Iterator[Article | DeadLetter]:

@@ -14,6 +14,10 @@ from typing import Any, cast
 from apache_beam import coders as beam_coders
 
 RAW_LIMIT = 4096  # bytes of the offending input kept in a dead letter
+# One item (a JSONL line, a message, a feed entry's text) larger than this is a dead letter: a
+# 20 MB summary would cost gigabytes on its way through HTML stripping, language detection and
+# tagging. Real items are a few KiB; a whole feed document has its own cap (`fetch.max_bytes`).
+MAX_ITEM_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
