@@ -139,3 +139,17 @@ def test_summary_text_lists_dead_letters_by_stage(tmp_path: Path, capsys: pytest
     cfg = write_config(tmp_path, hostile_lines()[:3], state=False)
     assert main(["run", str(cfg)]) == 0
     assert "dead letters  2 (parse 2)" in capsys.readouterr().out
+
+
+def test_a_missing_opml_file_is_a_dead_letter_like_a_missing_jsonl(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [json.dumps(GOOD).encode()], state=False,
+                       extra="  opml: [missing.opml, notopml.opml]")
+    (tmp_path / "notopml.opml").write_text("<html><body>no</body></html>", encoding="utf-8")
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("jsonl: items.jsonl", "jsonl: [gone.jsonl, items.jsonl]"),
+                   encoding="utf-8")
+    s = run(cfg, tmp_path)
+    assert (s["items_read"], s["articles"], s["dead_letters"]) == (4, 1, 3)
+    assert s["dead_letters_by_stage"] == {"read": 3}
+    errors = sorted(d["error"] for d in read_jsonl(tmp_path / "out" / "dead.jsonl"))
+    assert sum("OPML source unusable" in e for e in errors) == 2
+    assert sum("JSONL source file not found" in e for e in errors) == 1

@@ -14,21 +14,32 @@ from transforms.timeutil import now_iso
 log = logging.getLogger(__name__)
 
 
-def all_feeds(config: Config) -> list[FeedSource]:
-    """Configured feeds plus every feed outline of the OPML files, each URL once."""
+def all_feeds(config: Config, dead: list[DeadLetter] | None = None) -> list[FeedSource]:
+    """Configured feeds plus every feed outline of the OPML files, each URL once.
+
+    An OPML file that is missing or not OPML is treated as a missing JSONL file is: one item
+    and one dead letter (stage `read`) when `dead` collects them, else a logged warning; the
+    other sources are still read."""
     feeds = list(config.sources.feeds)
     for opml in config.sources.opml:
-        feeds.extend(read_opml(opml))
+        try:
+            feeds.extend(read_opml(opml))
+        except ValueError as error:
+            if dead is None:
+                log.warning("skipping an OPML source: %s", error)
+            else:
+                dead.append(DeadLetter.of("read", f"OPML source unusable: {error}", opml.name,
+                                          str(opml), now_iso()))
     return dedupe_feeds(feeds)
 
 
 def fetch_documents(config: Config, store: Any = None,
                     progress: bool = True) -> tuple[list[FeedDocument], list[DeadLetter], dict[str, int]]:
     """Fetch every due feed once: documents to parse, dead letters for feeds that failed."""
-    feeds = all_feeds(config)
+    dead: list[DeadLetter] = []
+    feeds = all_feeds(config, dead)
     settings = config.fetch
     docs: list[FeedDocument] = []
-    dead: list[DeadLetter] = []
     outcomes: dict[str, int] = {}
 
     tty = sys.stderr.isatty()
