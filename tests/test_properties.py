@@ -264,6 +264,9 @@ config_values = st.recursive(yaml_scalars, lambda children: st.one_of(
 @given(st.one_of(st.dictionaries(config_keys, config_values, max_size=6).map(
     lambda d: yaml.safe_dump(d, allow_unicode=True)), st.text(max_size=80),
     st.binary(max_size=40).map(lambda b: b.decode("latin-1"))))
+@example("include: 1\n")                               # found by Hypothesis: TypeError
+@example("name: null\nsources:\n  feeds: true\n")     # found by Hypothesis: TypeError
+@example('sources:\n  feeds: ["\\0"]\n')              # found by Hypothesis: embedded NUL in a path
 def test_config_loader_gives_a_config_or_a_config_error(tmp_path_factory: pytest.TempPathFactory,
                                                         text: str) -> None:
     folder = tmp_path_factory.mktemp("cfg")
@@ -271,5 +274,67 @@ def test_config_loader_gives_a_config_or_a_config_error(tmp_path_factory: pytest
     path.write_text(text, encoding="utf-8", errors="surrogateescape")
     try:
         load_config(path)
+    except ConfigError as err:
+        assert str(err)
+
+
+VALID = {
+    "name": "p", "include": [],
+    "sources": {"feeds": [{"url": "feed.xml", "name": "f", "language": "ar", "category": "c"}],
+                "opml": "list.opml", "jsonl": ["items.jsonl"],
+                "pubsub": {"subscription": "projects/demo-project/subscriptions/items"}},
+    "language": {"allowed": ["ar", "en"], "aliases": {"ckb": "ku"}, "second_opinion": True},
+    "topics": [{"id": "t", "name": "T", "query": "Raqqa AND battle",
+                "examples": {"match": ["Raqqa battle"], "no_match": ["x"]}},
+               {"id": "w", "weights": {"Raqqa": 2, "battle": 1}, "threshold": 2}],
+    "keywords": [{"id": "k", "forms": ["Raqqa", "الرقة"]}],
+    "variants": [["Raqqa", "Rakka"]],
+    "windows": {"size": "1h", "period": "15m", "allowed_lateness": "1d", "early": "10s"},
+    "state": {"path": "state/s.db", "on_overlap": "wait", "wait_timeout": "1m", "retention": "30d"},
+    "sinks": [{"type": "jsonl", "path": "out/a.jsonl", "what": "articles", "name": "a"},
+              {"type": "sqlite", "path": "out/r.db", "what": "counts"},
+              {"type": "pubsub", "topic": "projects/demo-project/topics/out", "what": "alerts"}],
+    "fetch": {"timeout": "10s", "max_bytes": 1000, "concurrency": 2, "per_host_delay": "1s",
+              "deadline": "1m", "interval": "0s", "backoff_base": "5m", "backoff_cap": "1d",
+              "max_redirects": 3, "user_agent": "ua"},
+    "dedup": {"ttl": "7d"},
+    "poll": {"topic": "projects/demo-project/topics/items", "interval": "5m", "archive": "arch"},
+    "alerts": {"rules": [{"topic": "t", "rule": "ratio", "min_count": 3}]},
+    "beam_options": {"runner": "DirectRunner"},
+}
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _mutated(path: tuple[Any, ...], new: Any) -> dict[str, Any]:
+    data: Any = json.loads(json.dumps(VALID))
+    if not path:
+        return {"name": new}
+    target = data
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = new
+    return data  # type: ignore[no-any-return]
+
+
+@SMALL
+@given(st.sampled_from(_paths(VALID)), config_values)
+def test_config_loader_with_one_value_replaced(tmp_path_factory: pytest.TempPathFactory,
+                                               path: tuple[Any, ...], new: Any) -> None:
+    """A valid config with one value anywhere replaced by anything: a Config or a ConfigError."""
+    folder = Path(tmp_path_factory.mktemp("cfg"))
+    target = folder / "config.yaml"
+    target.write_text(yaml.safe_dump(_mutated(path, new), allow_unicode=True), encoding="utf-8")
+    try:
+        load_config(target)
     except ConfigError as err:
         assert str(err)

@@ -34,14 +34,28 @@ class Checker:
             self.err(path, f"missing required key '{key}'")
         return value
 
-    def duration(self, value: Any, path: str, default: float | None) -> float | None:
+    def duration(self, value: Any, path: str, default: float | None, positive: bool = False) -> float | None:
+        """Seconds (finite, >= 0; > 0 when `positive`), or `default` with the problem recorded."""
         if value is None:
             return default
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError as exc:
             self.err(path, str(exc))
             return default
+        if positive and seconds <= 0:
+            self.err(path, f"must be more than 0, got {value!r}")
+            return default
+        return seconds
+
+    def file_path(self, base: Path, value: Any, path: str) -> Path | None:
+        """A path to a file (resolved): not a directory."""
+        if not isinstance(value, str) or not value:
+            return None
+        resolved = resolve_path(base, value)
+        if resolved.is_dir():
+            self.err(path, f"{value!r} is a directory; give a file path")
+        return resolved
 
     def str_list(self, value: Any, path: str) -> tuple[str, ...] | None:
         if value is None:

@@ -25,9 +25,18 @@ PACK_KEYS = ("topics", "keywords", "variants")
 
 def _read(file: Path) -> tuple[Any, dict[str, int]]:
     try:
-        text = file.read_text(encoding="utf-8")
+        data = file.read_bytes()
     except OSError as exc:
         raise ConfigError(file, [("", None, f"cannot read config: {exc.strerror or exc}")]) from None
+    if file.is_dir():
+        raise ConfigError(file, [("", None, "cannot read config: it is a directory")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(file, [("", line, f"not UTF-8: byte 0x{data[exc.start]:02x} at column "
+                                  f"{column}; save the file as UTF-8")]) from None
     try:
         return compose(text, file)
     except yaml.YAMLError as exc:
@@ -35,16 +44,25 @@ def _read(file: Path) -> tuple[Any, dict[str, int]]:
         raise ConfigError(file, [("", mark.line + 1 if mark else None, f"invalid YAML: {exc}")]) from None
 
 
-def _include_packs(chk: Checker, top: dict[str, Any], base: Path) -> None:
-    """`include:` files: their topics, keywords and variants join this config's (theirs first)."""
-    for i, inc in enumerate(top.get("include") or []):
+def _include_packs(chk: Checker, top: dict[str, Any], base: Path, chain: tuple[Path, ...]) -> None:
+    """`include:` files: their topics, keywords and variants join this config's (theirs first).
+    `chain` is the files being loaded that led here, to refuse a cycle."""
+    includes = top.get("include")
+    if includes is not None and not isinstance(includes, list):
+        chk.err("include", f"expected a list of file paths, e.g. [topics/pack.yaml], got {includes!r}")
+        includes = None
+    for i, inc in enumerate(includes or []):
         ipath = f"include[{i}]"
-        if not isinstance(inc, str):
+        if not isinstance(inc, str) or not inc:
             chk.err(ipath, "expected a file path")
             continue
         target = resolve_path(base, inc)
+        if target in chain:
+            cycle = " -> ".join(p.name for p in (*chain[chain.index(target):], target))
+            chk.err(ipath, f"the config includes itself ({cycle})")
+            continue
         try:
-            load_config(target)
+            load_config(target, _chain=chain)
         except ConfigError as exc:
             chk.err(ipath, "included file is invalid:\n  " + "\n  ".join(exc.lines()))
             continue
@@ -55,9 +73,11 @@ def _include_packs(chk: Checker, top: dict[str, Any], base: Path) -> None:
                 top[key] = list(extra) + list(top.get(key) or []) if key != "variants" or isinstance(extra, list) else extra
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+def load_config(path: str | Path, overrides: list[str] | None = None, *,
+                _chain: tuple[Path, ...] = ()) -> Config:
     """Load and validate; raise ConfigError listing every problem with its line."""
     file = Path(path).resolve()
+    chain = (*_chain, file)
     raw, lines = _read(file)
     if raw is None:
         raw = {}
@@ -69,7 +89,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     raw = expand_env(raw, chk.problems, "")
     base = file.parent
     top = chk.mapping(raw, "", TOP_KEYS)
-    _include_packs(chk, top, base)
+    _include_packs(chk, top, base, chain)
 
     name = top.get("name") or file.stem
     if not isinstance(name, str):

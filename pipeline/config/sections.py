@@ -6,6 +6,7 @@ value even when it found problems, so one load reports every mistake at once.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec
 def sources(chk: Checker, raw: Any, base: Path) -> Sources:
     src = chk.mapping(raw, "sources", {"feeds", "opml", "jsonl", "pubsub"})
     feeds: list[FeedSource] = []
-    for i, f in enumerate(src.get("feeds") or []):
+    raw_feeds = src.get("feeds") or []
+    for i, f in enumerate(raw_feeds if isinstance(raw_feeds, list) else []):
         fpath = f"sources.feeds[{i}]"
         if isinstance(f, str):
             f = {"url": f}
@@ -118,15 +120,12 @@ def topic_pack(chk: Checker, top: dict[str, Any]
 def windows(chk: Checker, raw: Any) -> WindowConfig:
     d = WindowConfig()
     win = chk.mapping(raw, "windows", {"size", "period", "allowed_lateness", "early"})
-    size = chk.duration(win.get("size"), "windows.size", d.size) or d.size
-    period = chk.duration(win.get("period"), "windows.period", None)
+    size = chk.duration(win.get("size"), "windows.size", d.size, positive=True) or d.size
+    period = chk.duration(win.get("period"), "windows.period", None, positive=True)
     lateness = chk.duration(win.get("allowed_lateness"), "windows.allowed_lateness", d.allowed_lateness)
-    early = chk.duration(win.get("early"), "windows.early", d.early)
-    if size <= 0:
-        chk.err("windows.size", "must be positive")
-        size = d.size
-    if period is not None and (period <= 0 or period > size):
-        chk.err("windows.period", "must be positive and at most windows.size")
+    early = chk.duration(win.get("early"), "windows.early", d.early, positive=True)
+    if period is not None and period > size:
+        chk.err("windows.period", "must be at most windows.size")
         period = None
     return WindowConfig(size=size, period=period, allowed_lateness=lateness or 0.0, early=early or d.early)
 
@@ -139,18 +138,20 @@ def state(chk: Checker, raw: Any, base: Path) -> StateConfig:
         chk.err("state.on_overlap", f"expected 'wait' or 'exit', got {on_overlap!r}")
         on_overlap = d.on_overlap
     spath = st.get("path")
-    if spath is not None and not isinstance(spath, str):
+    if spath is not None and not (isinstance(spath, str) and spath):
         chk.err("state.path", "expected a file path")
     return StateConfig(
-        path=resolve_path(base, spath) if isinstance(spath, str) else None,
+        path=chk.file_path(base, spath, "state.path"),
         on_overlap=on_overlap,
         wait_timeout=chk.duration(st.get("wait_timeout"), "state.wait_timeout", d.wait_timeout) or 0.0,
-        retention=chk.duration(st.get("retention"), "state.retention", None),
+        retention=chk.duration(st.get("retention"), "state.retention", None, positive=True),
     )
 
 
 def sinks(chk: Checker, raw: Any, base: Path) -> tuple[SinkConfig, ...]:
     out: list[SinkConfig] = []
+    explicit: dict[str, str] = {}       # a name the user gave -> the sink that has it
+    named: list[bool] = []
     raw_sinks = raw or []
     if not isinstance(raw_sinks, list):
         chk.err("sinks", "expected a list of sinks")
@@ -179,9 +180,30 @@ def sinks(chk: Checker, raw: Any, base: Path) -> tuple[SinkConfig, ...]:
                 chk.err(f"{spath}.topic", f"a {stype} sink takes 'path', not 'topic'")
         if stype in SINK_TYPES and what in SINK_WHATS:
             p = s.get("path")
+            given = s.get("name")
+            if given is not None and not (isinstance(given, str) and given.strip()):
+                chk.err(f"{spath}.name", "expected a non-empty string")
+                given = None
+            name = str(given) if given else f"{what}-{stype}"
+            if given and name in explicit:
+                chk.err(f"{spath}.name", f"same name as {explicit[name]} ({name!r}): each sink needs "
+                        "its own name (the summary lists sinks by name)")
+            elif given:
+                explicit[name] = spath
             out.append(SinkConfig(
-                name=str(s.get("name") or f"{what}-{stype}"), type=stype, what=what,
-                path=resolve_path(base, p) if isinstance(p, str) else None, topic=s.get("topic")))
+                name=name, type=stype, what=what,
+                path=chk.file_path(base, p, f"{spath}.path") if stype != "pubsub" else None,
+                topic=s.get("topic")))
+            named.append(given is not None)
+    # default names (`articles-jsonl`) that collide get -2, -3...: two sinks, two summary lines
+    taken = {sink.name for sink, given in zip(out, named) if given}
+    for i, (sink, given) in enumerate(zip(out, named)):
+        if not given:
+            name, n = sink.name, 2
+            while name in taken:
+                name, n = f"{sink.name}-{n}", n + 1
+            taken.add(name)
+            out[i] = replace(sink, name=name)
     seen_paths: dict[Path, str] = {}
     for i, sink in enumerate(out):
         if sink.path is not None and sink.type != "sqlite":
@@ -208,22 +230,24 @@ def fetch(chk: Checker, raw: Any) -> FetchSettings:
         chk.err("fetch.user_agent", "expected a non-empty string")
         agent = None
     return FetchSettings(
-        timeout=chk.duration(fe.get("timeout"), "fetch.timeout", d.timeout) or d.timeout,
+        timeout=chk.duration(fe.get("timeout"), "fetch.timeout", d.timeout, positive=True) or d.timeout,
         max_bytes=_whole(chk, fe, "max_bytes", d.max_bytes, 1, None, "expected a positive number of bytes"),
         concurrency=_whole(chk, fe, "concurrency", d.concurrency, 1, 256, "expected a whole number from 1 to 256"),
         per_host_delay=chk.duration(fe.get("per_host_delay"), "fetch.per_host_delay", d.per_host_delay) or 0.0,
         user_agent=agent or d.user_agent,
-        deadline=chk.duration(fe.get("deadline"), "fetch.deadline", d.deadline) or d.deadline,
+        deadline=chk.duration(fe.get("deadline"), "fetch.deadline", d.deadline, positive=True) or d.deadline,
         interval=chk.duration(fe.get("interval"), "fetch.interval", d.interval) or 0.0,
-        backoff_base=chk.duration(fe.get("backoff_base"), "fetch.backoff_base", d.backoff_base) or d.backoff_base,
-        backoff_cap=chk.duration(fe.get("backoff_cap"), "fetch.backoff_cap", d.backoff_cap) or d.backoff_cap,
+        backoff_base=chk.duration(fe.get("backoff_base"), "fetch.backoff_base", d.backoff_base,
+                                  positive=True) or d.backoff_base,
+        backoff_cap=chk.duration(fe.get("backoff_cap"), "fetch.backoff_cap", d.backoff_cap,
+                                 positive=True) or d.backoff_cap,
         max_redirects=_whole(chk, fe, "max_redirects", d.max_redirects, 0, 30, "expected a whole number from 0 to 30"))
 
 
 def dedup(chk: Checker, raw: Any) -> DedupConfig:
     d = DedupConfig()
     dd = chk.mapping(raw, "dedup", {"ttl"})
-    return DedupConfig(ttl=chk.duration(dd.get("ttl"), "dedup.ttl", d.ttl) or d.ttl)
+    return DedupConfig(ttl=chk.duration(dd.get("ttl"), "dedup.ttl", d.ttl, positive=True) or d.ttl)
 
 
 def poll(chk: Checker, raw: Any, base: Path) -> PollConfig:
@@ -233,7 +257,8 @@ def poll(chk: Checker, raw: Any, base: Path) -> PollConfig:
     if ptopic is not None and not (isinstance(ptopic, str) and pubsub_name(ptopic, "topics")):
         chk.err("poll.topic", f"expected projects/PROJECT/topics/NAME, got {ptopic!r}")
     parch = po.get("archive")
-    return PollConfig(topic=ptopic, interval=chk.duration(po.get("interval"), "poll.interval", d.interval) or d.interval,
+    return PollConfig(topic=ptopic, interval=chk.duration(po.get("interval"), "poll.interval", d.interval,
+                                                          positive=True) or d.interval,
                       archive=resolve_path(base, parch) if isinstance(parch, str) else None)
 
 
@@ -248,9 +273,28 @@ def alerts(chk: Checker, raw: Any, topics: tuple[TopicSpec, ...], windows: Windo
     return tuple(section.rules), section.webhook
 
 
+# Beam 2.77's runner names (apache_beam.runners.runner._RUNNER_MAP; a test keeps them equal),
+# here so that `validate` need not import Beam. Beam also takes a name without "Runner" and the
+# dotted path of a PipelineRunner class.
+KNOWN_RUNNERS = frozenset({
+    "dataflowrunner", "bundlebaseddirectrunner", "directrunner", "switchingdirectrunner",
+    "interactiverunner", "flinkrunner", "fnapirunner", "kafkastreamsrunner", "portablerunner",
+    "prismrunner", "sparkrunner", "testdirectrunner", "testdataflowrunner", "pythonrpcdirectrunner",
+})
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+
+
 def beam_options(chk: Checker, raw: Any) -> tuple[tuple[str, Any], ...]:
     bo = raw or {}
     if not isinstance(bo, dict):
         chk.err("beam_options", "expected a mapping of Beam option name to value")
         bo = {}
+    runner = bo.get("runner")
+    if runner is not None:
+        name = str(runner).lower() if isinstance(runner, str) else ""
+        if not (name in KNOWN_RUNNERS or name + "runner" in KNOWN_RUNNERS
+                or (isinstance(runner, str) and _DOTTED.fullmatch(runner))):
+            chk.err("beam_options.runner", f"unknown Beam runner {runner!r} (e.g. DirectRunner, "
+                    "FnApiRunner, PrismRunner, PortableRunner, DataflowRunner, FlinkRunner, "
+                    "SparkRunner, or the dotted path of a PipelineRunner class)")
     return tuple(sorted(bo.items()))

@@ -56,7 +56,11 @@ def expand_env(value: Any, problems: list[tuple[str, str]], path: str) -> Any:
                 problems.append((path, f"environment variable ${{{name}}} is not set"))
                 return ""
             return os.environ[name]
-        return ENV_RE.sub(sub, value)
+        expanded = ENV_RE.sub(sub, value)
+        if "\x00" in expanded:   # no path, URL or name may hold one (the OS refuses such paths)
+            problems.append((path, "contains a NUL character"))
+            return expanded.replace("\x00", "")
+        return expanded
     if isinstance(value, dict):
         return {k: expand_env(v, problems, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list):
