@@ -15,7 +15,7 @@ from tests.feedserver import FeedServer
 
 SLOW_MODULES = {
     "test_alerts_pipeline", "test_cli_feeds", "test_corpus_parse", "test_corpus_run", "test_e2e_batch", "test_poll_http",
-    "test_report", "test_runners", "test_scheduled", "test_serve_browser", "test_stream_e2e",
+    "test_report", "test_runners", "test_scheduled", "test_serve_browser", "test_stream_e2e", "test_hostile",
 }
 SLOW_FIXTURES = {"pubsub_emulator", "prism", "prism_runner", "chromium", "browser"}
 
