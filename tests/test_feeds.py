@@ -273,6 +273,11 @@ def test_text_plain_title_keeps_angle_brackets() -> None:
     assert titles == ["History of the <blink> tag", "An HTML title"]
     plain_rss = rss(item(title="History of the &lt;blink&gt; tag")).encode()
     assert parse_feed(doc(plain_rss)).entries[0].title == "History of the <blink> tag"
+    twice = rss(item(title="It&amp;#8217;s 1 &lt; 2")).encode()       # RSS escaped twice
+    assert parse_feed(doc(twice)).entries[0].title == "It\u2019s 1 < 2"
+    literal = atom.replace(b"An &lt;b&gt;HTML&lt;/b&gt; title", b"x").replace(
+        b"History of the &lt;blink&gt; tag", b"Escaped &amp;lt;blink&amp;gt; stays")
+    assert parse_feed(doc(literal)).entries[0].title == "Escaped &lt;blink&gt; stays"
 
 
 @pytest.mark.parametrize("ns, prefix", [("http://rssnamespace.org/feedburner/ext/1.0", "feedburner"),

@@ -372,14 +372,18 @@ def _head(text: str, limit: int = TITLE_FALLBACK_CHARS) -> str:
     return cut + "…"
 
 
-def _text_of(entry: Any, key: str) -> str:
-    """A text construct as plain text: HTML is stripped, text/plain keeps its `<blink>`."""
+def _text_of(entry: Any, key: str, atom: bool) -> str:
+    """A text construct as plain text: HTML is stripped, text/plain keeps its `<blink>`.
+
+    Atom says what its text is, so Atom plain text is taken literally (`&lt;` stays as written);
+    RSS titles are "plain" only by default, and an entity still visible there was escaped twice
+    (`&amp;#8217;`), so it is decoded once more."""
     value = entry.get(key, "") or ""
     detail = entry.get(f"{key}_detail")
     kind = str(detail.get("type", "")) if hasattr(detail, "get") else ""
     if kind == "text/plain":
-        if _MARKUP_LEFT.search(value) and "&" in value:
-            value = html.unescape(value)     # escaped twice (`&amp;#8217;`): once more
+        if not atom and _MARKUP_LEFT.search(value) and "&" in value:
+            value = html.unescape(value)
         return _SPACE.sub(" ", value).strip()
     return html_to_text(value)
 
@@ -393,7 +397,7 @@ def _link(entry: Any) -> str:
     return str(entry.get("link", "") or "").strip()
 
 
-def _entry(entry: Any, base: str, feed_language: str | None) -> FeedEntry | str:
+def _entry(entry: Any, base: str, feed_language: str | None, atom: bool = False) -> FeedEntry | str:
     """One feedparser entry -> FeedEntry, or the reason it cannot become an article."""
     link = _absolute(_link(entry), base)
     summary_html = entry.get("summary", "") or ""
@@ -403,7 +407,7 @@ def _entry(entry: Any, base: str, feed_language: str | None) -> FeedEntry | str:
     if size > MAX_ITEM_BYTES:   # characters: a lower bound of the bytes
         return f"entry too large: {size} characters > {MAX_ITEM_BYTES}"
     summary = html_to_text(summary_html)
-    title = _text_of(entry, "title")
+    title = _text_of(entry, "title", atom)
     if not title:
         title = _head(summary) or link
     if not title:
@@ -466,8 +470,9 @@ def parse_feed(doc: FeedDocument) -> ParsedFeed:
                               (result.feed.get("title_detail") or {}).get("language"))
     entries: list[FeedEntry] = []
     rejected: list[tuple[str, str]] = []
+    atom = str(result.get("version", "")).startswith("atom")
     for entry in result.entries:
-        made = _entry(entry, base, feed_language)
+        made = _entry(entry, base, feed_language, atom)
         if isinstance(made, FeedEntry):
             entries.append(made)
         else:
