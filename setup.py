@@ -17,6 +17,7 @@ setup(
         "pyyaml>=6.0,<7",
         "py3langid>=0.4,<0.5",
         "pyahocorasick>=2.1,<3",
+        "PyStemmer>=3.1,<4",
         "w3lib>=2.1,<3",
         "defusedxml>=0.7,<0.8",
         "requests>=2.31,<3",

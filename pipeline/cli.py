@@ -3,7 +3,8 @@
 mediamon run CONFIG [--set k.p=v ...] [--summary FILE] [-- BEAM_OPTIONS...]
 mediamon stream CONFIG [...]          mediamon poll CONFIG [--once] [--interval S]
 mediamon report CONFIG [--out FILE]   mediamon validate CONFIG
-mediamon topics test CONFIG [--labelled FILE]
+mediamon topics test CONFIG [--labelled FILE [--min-f1 X] [--json]]
+mediamon topics suggest CONFIG --labelled FILE [--topic ID] [--json]
 mediamon feeds status CONFIG          mediamon alerts backtest CONFIG [--since T --until T]
 mediamon serve CONFIG [--host 127.0.0.1] [--port 8080] [--allow-remote --token T]
 
@@ -74,7 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     ttest = tsub.add_parser("test", help="run each topic's examples; print precision/recall")
     ttest.add_argument("config", type=Path)
     ttest.add_argument("--labelled", type=Path, help="JSONL of labelled texts to score instead")
+    ttest.add_argument("--min-f1", type=float, default=None,
+                       help="with --labelled: exit 1 when micro, any topic's or any "
+                            "language's F1 is below this")
+    ttest.add_argument("--json", action="store_true", help="print the result as one JSON record")
     ttest.add_argument("--set", action="append", default=[])
+    tsug = tsub.add_parser("suggest", help="propose rule changes from a labelled file's misses "
+                                           "and false hits")
+    tsug.add_argument("config", type=Path)
+    tsug.add_argument("--labelled", type=Path, required=True)
+    tsug.add_argument("--topic", help="only this topic id")
+    tsug.add_argument("--top", type=int, default=15, help="suggestions per list (default 15)")
+    tsug.add_argument("--json", action="store_true")
+    tsug.add_argument("--set", action="append", default=[])
 
     feeds = sub.add_parser("feeds", help="feed tools")
     fsub = feeds.add_subparsers(dest="feeds_command", required=True)
@@ -163,12 +176,41 @@ def _cmd_serve(config: Config, args: argparse.Namespace, beam_args: list[str]) -
 
 
 def _cmd_topics(config: Config, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.tools.topictest import run_topic_tests
-    try:
-        text, ok = run_topic_tests(config.topics, config.keywords, config.variants, labelled=args.labelled)
-    except (OSError, ValueError) as exc:  # an unreadable or malformed labelled file
+    import json
+    from pipeline.tools.topictest import read_labelled, render_score, run_topic_tests, \
+        score_labelled
+    from transforms.topic_matcher import Tagger
+    if args.labelled is None:
+        if args.topics_command == "suggest":
+            raise UsageError("suggest needs --labelled FILE")
+        if args.min_f1 is not None or args.json:
+            raise UsageError("--min-f1 and --json need --labelled FILE")
+        text, ok = run_topic_tests(config.topics, config.keywords, config.variants)
+        print(text)
+        return EXIT_OK if ok else EXIT_FAIL
+    try:  # an unreadable or malformed labelled file is a usage error naming the line
+        items = read_labelled(args.labelled, [t.id for t in config.topics])
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UsageError(str(exc)) from exc
-    print(text)
+    tagger = Tagger(config.topics, config.keywords, config.variants)
+    if args.topics_command == "suggest":
+        from pipeline.tools.topicsuggest import render_suggestions, suggest
+        if args.topic is not None and args.topic not in {t.id for t in config.topics}:
+            raise UsageError(f"unknown topic id {args.topic!r}")
+        found = suggest(tagger, config.topics, items, topic=args.topic, top=args.top)
+        print(json.dumps(found, ensure_ascii=False, indent=1) if args.json
+              else render_suggestions(found))
+        return EXIT_OK
+    score = score_labelled(tagger, config.topics, items)
+    ok = args.min_f1 is None or score.lowest_f1() >= args.min_f1
+    if args.json:
+        print(json.dumps({**score.record(), "min_f1": args.min_f1, "ok": ok},
+                         ensure_ascii=False, indent=1))
+    else:
+        print(render_score(score))
+        if args.min_f1 is not None:
+            print(f"lowest F1 {score.lowest_f1():.3f} "
+                  f"{'>=' if ok else '<'} --min-f1 {args.min_f1:g}")
     return EXIT_OK if ok else EXIT_FAIL
 
 

@@ -31,12 +31,14 @@ Decisions (see also transforms/textnorm.py for folding and Arabic proclitics):
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import bisect
 from dataclasses import dataclass, field
 from typing import Collection, Iterable, Mapping, Sequence, Union
 
+from transforms.morphology import stem_keys, term_stem_keys
 from transforms.textnorm import Token, lookup_keys, tokenize, wildcard_letters
 
 DEFAULT_NEAR = 4
@@ -63,10 +65,23 @@ class QuerySyntaxError(ValueError):
 
 @dataclass(frozen=True)
 class Atom:
-    """One folded word of a term: exact, or a prefix when written with `*`."""
+    """One folded word of a term: exact, or a prefix when written with `*`; `stems` are the
+    morphology keys (`~stem`) it also matches under (empty for exact forms and prefixes)."""
 
     key: str
     prefix: bool = False
+    stems: tuple[str, ...] = ()
+
+    def keys(self) -> tuple[str, ...]:
+        """Every index key the atom matches (not for prefixes)."""
+        return (self.key, *self.stems)
+
+
+def stemmed(atom: Atom) -> Atom:
+    """The atom with its morphology keys (prefixes stay as they are)."""
+    if atom.prefix or atom.stems:
+        return atom
+    return Atom(atom.key, False, tuple(k for k in term_stem_keys(atom.key)))
 
 
 Seq = tuple[Atom, ...]                 # consecutive words
@@ -85,8 +100,8 @@ class Match:
     def __post_init__(self) -> None:
         simple = not self.title_only and all(len(s) == 1 and not s[0].prefix
                                              for s in self.alternatives)
-        object.__setattr__(self, "simple",
-                           tuple(s[0].key for s in self.alternatives) if simple else ())
+        object.__setattr__(self, "simple", tuple(dict.fromkeys(
+            k for s in self.alternatives for k in s[0].keys())) if simple else ())
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,9 +141,9 @@ class Document:
     """
 
     __slots__ = ("title", "summary", "title_tokens", "summary_tokens", "index",
-                 "_prefix_memo", "_span_memo", "_sorted_keys")
+                 "_prefix_memo", "_span_memo", "_sorted_keys", "_atom_memo")
 
-    def __init__(self, title: str, summary: str) -> None:
+    def __init__(self, title: str, summary: str, morphology: bool = True) -> None:
         self.title = title
         self.summary = summary
         self.title_tokens: list[Token] = tokenize(title)
@@ -136,9 +151,16 @@ class Document:
         index: dict[str, list[int]] = {}
         for base, tokens in ((0, self.title_tokens), (SUMMARY_BASE, self.summary_tokens)):
             for offset, token in enumerate(tokens):
+                position = base + offset
                 for key in lookup_keys(token.folded):
-                    index.setdefault(key, []).append(base + offset)
+                    index.setdefault(key, []).append(position)
+                if morphology:
+                    for key in stem_keys(token.folded):
+                        here = index.setdefault(key, [])
+                        if not here or here[-1] != position:
+                            here.append(position)
         self.index = index
+        self._atom_memo: dict[Atom, Collection[int]] = {}
         self._prefix_memo: dict[str, frozenset[int]] = {}
         self._span_memo: dict[int, tuple[Span, ...]] = {}
         self._sorted_keys: list[str] | None = None
@@ -148,6 +170,13 @@ class Document:
         return self.index.keys()
 
     def positions(self, atom: Atom) -> Collection[int]:
+        if atom.stems:
+            memo = self._atom_memo.get(atom)
+            if memo is None:
+                index = self.index
+                memo = frozenset(p for k in atom.keys() for p in index.get(k, ()))
+                self._atom_memo[atom] = memo
+            return memo
         if not atom.prefix:
             return self.index.get(atom.key, ())
         found = self._prefix_memo.get(atom.key)
@@ -299,6 +328,7 @@ class _Lex:
     text_pos: int = 0    # offset of `text` itself (after title: and the opening quote)
     title: bool = False
     distance: int = 0
+    exact: bool = False          # written with a leading '=': no morphology
 
 
 def _describe(tok: _Lex) -> str:
@@ -325,6 +355,9 @@ def _lex(query: str) -> list[_Lex]:
             i += 1
         elif ch == '"':
             i = phrase(i, i, False)
+        elif ch == "=" and i + 1 < n and query[i + 1] == '"':
+            i = phrase(i + 1, i, False)
+            out[-1] = dataclasses.replace(out[-1], exact=True)
         else:
             j = i
             while j < n and not query[j].isspace() and query[j] not in '()"':
@@ -336,7 +369,9 @@ def _lex(query: str) -> list[_Lex]:
                     raise QuerySyntaxError(i, "a term, or the field title: (the only field)",
                                            f"field {field.group(0)!r}")
                 rest = word[field.end():]
-                if rest:
+                if rest.startswith("=") and len(rest) > 1:
+                    out.append(_Lex("TERM", rest[1:], i, i + field.end() + 1, True, exact=True))
+                elif rest:
                     out.append(_Lex("TERM", rest, i, i + field.end(), True))
                 elif j < n and query[j] == '"':
                     j = phrase(j, i, True)
@@ -355,6 +390,8 @@ def _lex(query: str) -> list[_Lex]:
                     i, "an upper-case operator (AND, OR, NOT, NEAR, NEAR/n) or a quoted word",
                     f"{word!r}: write it in upper case for the operator, or in quotes "
                     f"(\"{word}\") to search for the word")
+            elif word.startswith("=") and len(word) > 1:
+                out.append(_Lex("TERM", word[1:], i, i + 1, exact=True))
             else:
                 out.append(_Lex("TERM", word, i, i))
             i = j
@@ -401,24 +438,29 @@ def variant_table(sets: Iterable[Sequence[str]]) -> dict[tuple[str, ...], tuple[
 
 
 def term_match(text: str, variants: VariantTable, *, title_only: bool = False,
-               position: int = 0) -> Match:
-    """A term or phrase (no operators) with its variant alternatives: also keyword forms."""
+               position: int = 0, morphology: bool = True) -> Match:
+    """A term or phrase (no operators) with its variant alternatives: also keyword forms.
+    With `morphology`, every non-wildcard word also matches its inflected forms."""
     seq = compile_words(text, position)
     whole = variants.get(tuple(a.key for a in seq)) if not any(a.prefix for a in seq) else None
     if whole is not None:
+        if morphology:
+            whole = tuple(dict.fromkeys(tuple(stemmed(a) for a in s) for s in whole))
         return Match(text, whole, title_only)
     # otherwise each word of a phrase that is a one-word variant stands for its whole set
     options = [((a,),) if a.prefix else variants.get((a.key,), ((a,),)) for a in seq]
     alternatives = tuple(dict.fromkeys(
-        tuple(atom for part in combo for atom in part) for combo in itertools.product(*options)))
+        tuple(stemmed(atom) if morphology else atom for part in combo for atom in part)
+        for combo in itertools.product(*options)))
     return Match(text, alternatives, title_only)
 
 
 class _Parser:
-    def __init__(self, query: str, variants: VariantTable) -> None:
+    def __init__(self, query: str, variants: VariantTable, morphology: bool = True) -> None:
         self.tokens = _lex(query)
         self.i = 0
         self.variants = variants
+        self.morphology = morphology
 
     def peek(self) -> _Lex:
         return self.tokens[self.i]
@@ -493,7 +535,8 @@ class _Parser:
             return node
         if tok.kind in ("TERM", "PHRASE"):
             return term_match(tok.text, self.variants, title_only=tok.title,
-                              position=tok.text_pos)
+                              position=tok.text_pos,
+                              morphology=self.morphology and not tok.exact)
         raise QuerySyntaxError(tok.pos, 'a term, a "phrase", ( or NOT', _describe(tok))
 
 
@@ -514,10 +557,34 @@ class Query:
         return required_atoms(self.root)
 
 
-def parse_query(text: str, variants: VariantTable | None = None) -> Query:
+def parse_query(text: str, variants: VariantTable | None = None,
+                morphology: bool = True) -> Query:
     """Parse and compile `text`; raises QuerySyntaxError with the position and what was
-    expected."""
-    return Query(text, _Parser(text, variants or {}).parse())
+    expected. `morphology=False` matches every term in its exact (folded) forms only."""
+    return Query(text, _Parser(text, variants or {}, morphology).parse())
+
+
+def morphology_warnings(query: Query) -> list[str]:
+    """Words of the query whose stem would be one letter (reported by config validation)."""
+    from transforms.morphology import one_letter_stems
+    out = []
+    for match in positive_matches(query.root) + _negated_matches(query.root):
+        for seq in match.alternatives:
+            for atom in seq:
+                if atom.stems:
+                    for stem in one_letter_stems(atom.key):
+                        out.append(f"{match.label!r}: the word {atom.key!r} stems to "
+                                   f"{stem!r}, which would match almost anything; write "
+                                   f"={match.label} for the exact form")
+    return list(dict.fromkeys(out))
+
+
+def _negated_matches(node: Node) -> list[Match]:
+    if isinstance(node, Not):
+        return positive_matches(node.child) + _negated_matches(node.child)
+    if isinstance(node, (And, Or)):
+        return [m for c in node.children for m in _negated_matches(c)]
+    return []
 
 
 def matches(query: str | Query, title: str, summary: str = "") -> bool:

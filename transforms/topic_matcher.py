@@ -77,9 +77,11 @@ class _Topic:
         return frozenset(union)
 
 
-def _pattern(atom: Atom) -> str:
-    """What the atom looks like in the key line ` key1 key2 ... `."""
-    return f" {atom.key}" if atom.prefix else f" {atom.key} "
+def _patterns(atom: Atom) -> tuple[str, ...]:
+    """What the atom looks like in the key line ` key1 key2 ... ` (each of its keys)."""
+    if atom.prefix:
+        return (f" {atom.key}",)
+    return tuple(f" {key} " for key in atom.keys())
 
 
 class Tagger:
@@ -91,12 +93,16 @@ class Tagger:
         table = variants_table(variants)
         self._topics = tuple(
             _Topic(t.id,
-                   parse_query(t.query, table) if t.query is not None else None,
-                   tuple((parse_query(w.term, table), w.weight) for w in t.weights),
+                   parse_query(t.query, table, t.morphology) if t.query is not None else None,
+                   tuple((parse_query(w.term, table, t.morphology), w.weight)
+                         for w in t.weights),
                    t.threshold if t.threshold is not None else 0.0)
             for t in topics)
+        # keyword forms count mentions of the forms listed, exactly (no morphology)
         self._keywords = tuple(
-            (k.id, tuple(term_match(form, table) for form in k.forms)) for k in keywords)
+            (k.id, tuple(term_match(form, table, morphology=False) for form in k.forms))
+            for k in keywords)
+        self._morphology = any(t.morphology for t in topics)
 
         by_pattern: dict[str, tuple[set[int], set[int]]] = {}
         always: list[int] = []
@@ -106,12 +112,14 @@ class Tagger:
                 always.append(i)
                 continue
             for atom in atoms:
-                by_pattern.setdefault(_pattern(atom), (set(), set()))[0].add(i)
+                for pattern in _patterns(atom):
+                    by_pattern.setdefault(pattern, (set(), set()))[0].add(i)
         for i, (_, forms) in enumerate(self._keywords):
             for form in forms:
                 for seq in form.alternatives:
                     atom = max(seq, key=lambda a: (not a.prefix, len(a.key)))
-                    by_pattern.setdefault(_pattern(atom), (set(), set()))[1].add(i)
+                    for pattern in _patterns(atom):
+                        by_pattern.setdefault(pattern, (set(), set()))[1].add(i)
         self._always = tuple(always)
         self._automaton: Any = None
         if by_pattern:
@@ -138,7 +146,7 @@ class Tagger:
         return topics, keywords
 
     def tag(self, title: str, summary: str) -> TagResult:
-        doc = Document(title, summary)
+        doc = Document(title, summary, self._morphology)
         topic_ids, keyword_ids = self.candidates(doc)
         tagged: list[tuple[str, Any]] = []
         for i in topic_ids:

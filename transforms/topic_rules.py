@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from transforms.query import QuerySyntaxError, VariantTable, compile_words, parse_query, \
+    morphology_warnings, \
     variant_table
 from transforms.spec import SpecError, SpecErrors
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-TOPIC_KEYS = ("id", "name", "query", "weights", "threshold", "examples")
+TOPIC_KEYS = ("id", "name", "query", "weights", "threshold", "morphology", "examples")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class TopicSpec:
     weights: tuple[WeightSpec, ...] = ()
     threshold: float | None = None
     examples: ExamplesSpec = field(default_factory=ExamplesSpec)
+    morphology: bool = True       # False: every term matches its exact (folded) forms only
 
 
 @dataclass(frozen=True)
@@ -223,15 +225,28 @@ def _parse_topic(i: int, raw: Any, table: VariantTable, seen: dict[str, str],
     name = raw.get("name", topic_id)
     if not isinstance(name, str) or not name.strip():
         errors.add(f"{at}.name", f"topic {topic_id!r}: name must be a non-empty string")
+    morphology = raw.get("morphology", True)
+    if not isinstance(morphology, bool):
+        errors.add(f"{at}.morphology", f"topic {topic_id!r}: morphology must be true or false, "
+                                       f"found {morphology!r}")
+        morphology = True
+
+    def check(text: str, path: str, what: str) -> bool:
+        try:
+            compiled = parse_query(text, table, morphology)
+        except QuerySyntaxError as err:
+            errors.add(path, _query_error(topic_id, what, text, err))
+            return False
+        for warning in morphology_warnings(compiled):
+            errors.add(path, f"topic {topic_id!r}: {what} {warning}")
+        return True
+
     query = raw.get("query")
     if query is not None:
         if not isinstance(query, str):
             errors.add(f"{at}.query", f"topic {topic_id!r}: query must be a string")
         else:
-            try:
-                parse_query(query, table)
-            except QuerySyntaxError as err:
-                errors.add(f"{at}.query", _query_error(topic_id, "query", query, err))
+            check(query, f"{at}.query", "query")
     weights: list[WeightSpec] = []
     raw_weights = raw.get("weights")
     if raw_weights is not None and (not isinstance(raw_weights, list) or not raw_weights):
@@ -252,10 +267,7 @@ def _parse_topic(i: int, raw: Any, table: VariantTable, seen: dict[str, str],
         if not isinstance(term, str):
             errors.add(f"{path}.term", f"topic {topic_id!r}: term must be a string")
             continue
-        try:
-            parse_query(term, table)
-        except QuerySyntaxError as err:
-            errors.add(f"{path}.term", _query_error(topic_id, f"weights[{k}].term", term, err))
+        if not check(term, f"{path}.term", f"weights[{k}].term"):
             continue
         weights.append(WeightSpec(term, weight or 0.0))
     threshold = None
@@ -278,7 +290,7 @@ def _parse_topic(i: int, raw: Any, table: VariantTable, seen: dict[str, str],
         if "examples" in raw else ExamplesSpec()
     if len(errors.errors) > before:
         return None
-    return TopicSpec(topic_id, name, query, tuple(weights), threshold, examples)
+    return TopicSpec(topic_id, name, query, tuple(weights), threshold, examples, morphology)
 
 
 def parse_topics(raw: Any, variants: Sequence[VariantSpec] | None = ()) -> tuple[TopicSpec, ...]:
