@@ -101,8 +101,12 @@ def _raw_stems(folded: str) -> list[str]:
 
 
 def _latin_stems(word: str) -> tuple[str, ...]:
-    if len(word) < MIN_STEM or not word.isalpha():
+    if len(word) < MIN_STEM:
         return ()
+    if not word.isalpha():
+        # a number with a Kurmanji ending (2026ê): the number; other mixed tokens: none
+        stem = kurmanji_stem(word) if word[0].isdigit() else word
+        return (stem,) if stem != word and stem.isdigit() else ()
     stems = [_EN.stemWord(word), _FR.stemWord(word), kurmanji_stem(word)]
     if len(word) >= MIN_TURKISH:
         stems.append(_TR.stemWord(word))
