@@ -103,6 +103,8 @@ def _raw_stems(folded: str) -> list[str]:
 def _latin_stems(word: str) -> tuple[str, ...]:
     if len(word) < MIN_STEM:
         return ()
+    if word.isdigit():
+        return (word,)
     if not word.isalpha():
         # a number with a Kurmanji ending (2026ê): the number; other mixed tokens: none
         stem = kurmanji_stem(word) if word[0].isdigit() else word
@@ -143,4 +145,4 @@ def term_stem_keys(folded: str) -> tuple[str, ...]:
 
 def one_letter_stems(folded: str) -> list[str]:
     """Stems of a query word that have a single letter (they would match almost anything)."""
-    return [s for s in dict.fromkeys(_raw_stems(folded)) if sum(ch.isalpha() for ch in s) <= 1]
+    return [s for s in dict.fromkeys(_raw_stems(folded)) if sum(ch.isalnum() for ch in s) <= 1]
