@@ -104,15 +104,15 @@ def _latin_stems(word: str) -> tuple[str, ...]:
     if len(word) < MIN_STEM:
         return ()
     if word.isdigit():
-        return (word,)
+        return ("k:" + word,)
     if not word.isalpha():
         # a number with a Kurmanji ending (2026ê): the number; other mixed tokens: none
         stem = kurmanji_stem(word) if word[0].isdigit() else word
-        return (stem,) if stem != word and stem.isdigit() else ()
-    stems = [_EN.stemWord(word), _FR.stemWord(word), kurmanji_stem(word)]
+        return ("k:" + stem,) if stem != word and stem.isdigit() else ()
+    stems = ["e:" + _EN.stemWord(word), "f:" + _FR.stemWord(word), "k:" + kurmanji_stem(word)]
     if len(word) >= MIN_TURKISH:
-        stems.append(_TR.stemWord(word))
-    return tuple(dict.fromkeys(s for s in stems if len(s) >= MIN_STEM))
+        stems.append("t:" + _TR.stemWord(word))
+    return tuple(dict.fromkeys(s for s in stems if len(s) >= MIN_STEM + 2))
 
 
 @functools.lru_cache(maxsize=1 << 17)
