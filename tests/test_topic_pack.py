@@ -81,11 +81,12 @@ def test_labelled_file(tmp_path: Path) -> None:
 
 def test_labelled_file_errors(tmp_path: Path) -> None:
     labelled = tmp_path / "bad.jsonl"
-    labelled.write_text('{"text": "x", "topics": ["nope"]}\n', encoding="utf-8")
-    text, ok = run_topic_tests([failing_topic()], labelled=labelled)
-    assert not ok and "unknown topic id(s) nope" in text
+    labelled.write_text('{"text": "ok", "topics": []}\n{"text": "x", "topics": ["nope"]}\n',
+                        encoding="utf-8")
+    with pytest.raises(ValueError, match="bad.jsonl:2: unknown topic id"):
+        run_topic_tests([failing_topic()], labelled=labelled)
     labelled.write_text('{"text": "x"}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match="bad.jsonl:1"):
+    with pytest.raises(ValueError, match="bad.jsonl:1: no labels"):
         run_topic_tests([failing_topic()], labelled=labelled)
 
 

@@ -1,19 +1,20 @@
 """Morphology-aware matching: the stem keys of a folded word, per language family.
 
 A query term matches a token when their folded forms agree (textnorm) or, with morphology on
-(the default), when one of the term's stems equals one of the token's stems. Stems live in
-their own key space (`~` + stem), so an exact-form term (`=ISIS`) never meets them.
+(the default), when a stemmer gives both the same stem. Stems live in their own key space
+(`~` + stemmer + stem), so an exact-form term (`=ISIS`) never meets them, and two stemmers
+never meet each other (French `Homs` -> hom is not English `home` -> home).
 
-Which stemmers, by script (the article's language is not trusted at tagging time, and a term
-does not say its language, so each word goes through every stemmer of its script and a
-term matches a token when any stemmer gives both the same stem):
+The article's language is not trusted at tagging time and a term does not say its language,
+so each word goes through every stemmer of its script:
 
-* Latin script: Snowball English, French and Turkish (PyStemmer, the C build of the Snowball
-  algorithms; measured on the topics dev set against snowballstemmer, same stems, faster), and
-  Kurmanji rules of our own (no maintained Kurmanji stemmer exists): after folding (ê = e,
-  î = i), strip at most two of the endings -yen -yan -yek -eke -eki -ek -en -an -ye -ya -yi -e
-  -a -i (ezafe, oblique case, indefinite, plural), longest first, while 3+ letters remain:
-  Efrînê = efrin, Reqayê = Reqa = req, Dêrazorê = Dêrazor.
+* Latin script: Snowball English, French and Turkish (PyStemmer: the C build of the Snowball
+  algorithms, the same stems as snowballstemmer and several times faster), and Kurmanji rules
+  of our own (no maintained Kurmanji stemmer exists): after folding (ê = e, î = i), strip at
+  most two of the endings -yen -yan -yek -eke -eki -ek -en -an -ye -ya -yi -e -a -i (ezafe,
+  oblique case, indefinite, plural), longest first, while 3+ letters remain: Efrînê = Efrîn,
+  Reqayê = Reqa, Dêrazorê = Dêrazor. The Turkish stemmer only sees words of 5+ letters (it cuts
+  short foreign words badly: Duma -> t). A number keeps its Kurmanji ending apart (2026ê = 2026).
 * Arabic script, Arabic words: Snowball Arabic on each proclitic-stripped lookup key (see
   textnorm), after two folding repairs of ours: the plural -ات becomes the singular -ه (ة is
   folded to ه, which Snowball does not know as feminine), and an imperfect verb's ي is dropped
@@ -21,19 +22,22 @@ term matches a token when any stemmer gives both the same stem):
   stem (`~ال` + stem), so the contract's article rule holds with morphology too: الرقة still
   matches بالرقة والرقة للرقة and still does not match ورقة.
 * Arabic script, Sorani words (those with a letter Arabic does not use: ە ێ ۆ ڕ ڵ ڤ گ چ پ ژ):
-  rules of our own, at most two of the definite, plural and ezafe endings -ەکانی -ەکان -ەکەی
-  -ەکە -یەکان -یەکە -ییەکان -انی -ان -یان -ەی -ی -ێ -ە while 3+ letters remain.
+  rules of our own, at most two of the definite, plural, ezafe and postposition endings
+  -ەکانی -ەکان -ەکەی -ەکە -یەکان -یەکە -ییەکان -انی -ان -یان -ەی -ی -ێ -ە -ەکاندا -ەکەدا -ەدا -دا
+  -ەوە, while 3+ letters remain (ڕەققەدا = ڕەققە, ئەفرینی = ئەفرین).
 
-A stem of fewer than two letters is never produced (the word is left whole); `one_letter_stems`
-lets config validation report a term whose stem would be a single letter.
+Stems shorter than 3 letters (Latin) or 2 (Arabic) are never used: the word then matches by
+its exact form and its other stems. `one_letter_stems` lets config validation report a term
+that a stemmer would cut to a single letter (ilerle -> i), so its author writes =term.
 """
 from __future__ import annotations
 
 import functools
+import unicodedata
 
 import Stemmer  # type: ignore[import-not-found,unused-ignore]
 
-from transforms.textnorm import ARTICLE, is_arabic, lookup_keys
+from transforms.textnorm import ARTICLE, fold, is_arabic, lookup_keys
 
 STEM_MARK = "~"
 MIN_STEM = 3          # a Latin-script stem shorter than this is not used
@@ -50,7 +54,7 @@ _KURMANJI_ENDINGS = tuple(sorted(
 # folded Sorani (ی -> ي, ک -> ك by textnorm.fold)
 _SORANI_ENDINGS = tuple(sorted(
     ("ەكاني", "ەكان", "ەكەي", "ەكە", "يەكان", "يەكە", "ييەكان", "اني", "ان", "يان", "ەي", "ي",
-     "ێ", "ە"), key=len, reverse=True))
+     "ێ", "ە", "ەكاندا", "ەكەدا", "ەدا", "دا", "ەوە"), key=len, reverse=True))
 _SORANI_LETTERS = frozenset("ەێۆڕڵڤگچپژ")
 
 
@@ -89,18 +93,39 @@ def arabic_stem(base: str) -> str:
     return stem if len(stem) >= 2 else base
 
 
-def _raw_stems(folded: str) -> list[str]:
-    """What the stemmers make of a query word before the two-letter guard."""
+def _lower(surface: str) -> str:
+    """What the Snowball stemmers read: the word lower-cased with its accents (they need é,
+    ş, ı), Turkish dotted/dotless I kept apart."""
+    text = unicodedata.normalize("NFKC", surface).replace("İ", "i").replace("I", "ı") \
+        if any(ch in "şğıİçöü" for ch in surface.lower()) else unicodedata.normalize("NFKC", surface)
+    return text.lower()
+
+
+def _turkish(word: str) -> str:
+    """Snowball Turkish to a fixed point (it removes one suffix layer a call: mülteciler ->
+    mülteci -> mülteç), at most three rounds."""
+    for _ in range(3):
+        stem = _TR.stemWord(word)
+        if stem == word or len(stem) < MIN_STEM:
+            break
+        word = stem
+    return word
+
+
+def _raw_stems(folded: str, surface: str = "") -> list[str]:
+    """What the stemmers make of a query word before the length guard."""
     if not is_arabic(folded):
-        stems = [_EN.stemWord(folded), _FR.stemWord(folded), kurmanji_stem(folded)]
-        return stems + [_TR.stemWord(folded)] if len(folded) >= MIN_TURKISH else stems
+        lower = _lower(surface or folded)
+        stems = [_EN.stemWord(lower), _FR.stemWord(lower), kurmanji_stem(folded)]
+        return stems + [_turkish(lower)] if len(folded) >= MIN_TURKISH else stems
     if is_sorani(folded):
         return [sorani_stem(folded)]
     base = folded[len(ARTICLE):] if folded.startswith(ARTICLE) and len(folded) > 3 else folded
     return [_AR.stemWord(base)]
 
 
-def _latin_stems(word: str) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=1 << 17)
+def _latin_stems(word: str, surface: str) -> tuple[str, ...]:
     if len(word) < MIN_STEM:
         return ()
     if word.isdigit():
@@ -109,17 +134,20 @@ def _latin_stems(word: str) -> tuple[str, ...]:
         # a number with a Kurmanji ending (2026ê): the number; other mixed tokens: none
         stem = kurmanji_stem(word) if word[0].isdigit() else word
         return ("k:" + stem,) if stem != word and stem.isdigit() else ()
-    stems = ["e:" + _EN.stemWord(word), "f:" + _FR.stemWord(word), "k:" + kurmanji_stem(word)]
+    lower = _lower(surface) if surface else word
+    stems = ["e:" + fold(_EN.stemWord(lower)), "f:" + fold(_FR.stemWord(lower)),
+             "k:" + kurmanji_stem(word)]
     if len(word) >= MIN_TURKISH:
-        stems.append("t:" + _TR.stemWord(word))
+        stems.append("t:" + fold(_turkish(lower)))
     return tuple(dict.fromkeys(s for s in stems if len(s) >= MIN_STEM + 2))
 
 
 @functools.lru_cache(maxsize=1 << 17)
-def stem_keys(folded: str) -> tuple[str, ...]:
-    """The stem keys (`~stem`) a folded token or term word can be found under."""
+def stem_keys(folded: str, surface: str = "") -> tuple[str, ...]:
+    """The stem keys (`~stem`) a token can be found under; `surface` is the token as written
+    (the Latin stemmers read it with its accents), the folded form when not given."""
     if not is_arabic(folded):
-        return tuple(STEM_MARK + s for s in _latin_stems(folded))
+        return tuple(STEM_MARK + s for s in _latin_stems(folded, surface))
     if is_sorani(folded):
         return (STEM_MARK + sorani_stem(folded),)
     keys: list[str] = []
@@ -131,11 +159,11 @@ def stem_keys(folded: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
-def term_stem_keys(folded: str) -> tuple[str, ...]:
+def term_stem_keys(folded: str, surface: str = "") -> tuple[str, ...]:
     """The stem keys a query word is looked up under: for an Arabic word only the stem of the
     word as written (its proclitics are the text's business, as in textnorm)."""
     if not is_arabic(folded):
-        return stem_keys(folded)
+        return stem_keys(folded, surface)
     if is_sorani(folded):
         return (STEM_MARK + sorani_stem(folded),)
     if folded.startswith(ARTICLE) and len(folded) - len(ARTICLE) >= 2:
@@ -143,6 +171,9 @@ def term_stem_keys(folded: str) -> tuple[str, ...]:
     return (STEM_MARK + arabic_stem(folded),)
 
 
-def one_letter_stems(folded: str) -> list[str]:
+def one_letter_stems(folded: str, surface: str = "") -> list[str]:
     """Stems of a query word that have a single letter (they would match almost anything)."""
-    return [s for s in dict.fromkeys(_raw_stems(folded)) if sum(ch.isalnum() for ch in s) <= 1]
+    if sum(ch.isalnum() for ch in folded) <= 1:
+        return []                     # a one-letter word is what it is, not a cut stem
+    return [s for s in dict.fromkeys(_raw_stems(folded, surface))
+            if sum(ch.isalnum() for ch in s) <= 1]

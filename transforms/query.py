@@ -71,6 +71,8 @@ class Atom:
     key: str
     prefix: bool = False
     stems: tuple[str, ...] = ()
+    surface: str = field(default="", compare=False, repr=False)   # as written in the query
+    morph: bool = field(default=False, compare=False, repr=False)  # morphology asked for
 
     def keys(self) -> tuple[str, ...]:
         """Every index key the atom matches (not for prefixes)."""
@@ -79,9 +81,9 @@ class Atom:
 
 def stemmed(atom: Atom) -> Atom:
     """The atom with its morphology keys (prefixes stay as they are)."""
-    if atom.prefix or atom.stems:
+    if atom.prefix or atom.morph:
         return atom
-    return Atom(atom.key, False, tuple(k for k in term_stem_keys(atom.key)))
+    return Atom(atom.key, False, term_stem_keys(atom.key, atom.surface), atom.surface, True)
 
 
 Seq = tuple[Atom, ...]                 # consecutive words
@@ -155,7 +157,7 @@ class Document:
                 for key in lookup_keys(token.folded):
                     index.setdefault(key, []).append(position)
                 if morphology:
-                    for key in stem_keys(token.folded):
+                    for key in stem_keys(token.folded, token.surface):
                         here = index.setdefault(key, [])
                         if not here or here[-1] != position:
                             here.append(position)
@@ -422,7 +424,7 @@ def compile_words(text: str, position: int = 0, *, wildcards: bool = True) -> Se
             raise QuerySyntaxError(position + token.start,
                                    f"at least {MIN_WILDCARD_LETTERS} letters before '*'",
                                    repr(text[token.start:token.end + 1]))
-        atoms.append(Atom(token.folded, prefix))
+        atoms.append(Atom(token.folded, prefix, surface=token.surface))
     return tuple(atoms)
 
 
@@ -571,8 +573,8 @@ def morphology_warnings(query: Query) -> list[str]:
     for match in positive_matches(query.root) + _negated_matches(query.root):
         for seq in match.alternatives:
             for atom in seq:
-                if atom.stems:
-                    for stem in one_letter_stems(atom.key):
+                if atom.morph:
+                    for stem in one_letter_stems(atom.key, atom.surface):
                         out.append(f"{match.label!r}: the word {atom.key!r} stems to "
                                    f"{stem!r}, which would match almost anything; write "
                                    f"={match.label} for the exact form")

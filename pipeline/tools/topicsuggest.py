@@ -32,13 +32,15 @@ def _keys(item: LabelledItem) -> set[str]:
     """The words (surface-folded), their stems and adjacent word pairs of an item."""
     out: set[str] = set()
     for text in (item.example.title, item.example.summary):
-        words = [t.folded for t in tokenize(text)]
-        for w in words:
+        tokens = tokenize(text)
+        words = [t.folded for t in tokens]
+        for token in tokens:
+            w = token.folded
             if w in _STOP or len(w) < 3 or w.isdigit():
                 continue
             keys = lookup_keys(w)
             out.add(keys[-1] if len(keys) > 1 else w)
-            out.update(stem_keys(w))
+            out.update(stem_keys(w, token.surface))
         for a, b in zip(words, words[1:]):
             if a not in _STOP and b not in _STOP:
                 out.add(f'"{a} {b}"')
