@@ -36,7 +36,7 @@ import itertools
 import re
 import bisect
 from dataclasses import dataclass, field
-from typing import Collection, Iterable, Mapping, Sequence, Union
+from typing import Callable, Collection, Iterable, Mapping, Sequence, Union
 
 from transforms.morphology import stem_keys, term_stem_keys
 from transforms.textnorm import Token, lookup_keys, tokenize, wildcard_letters
@@ -77,6 +77,19 @@ class Atom:
     def keys(self) -> tuple[str, ...]:
         """Every index key the atom matches (not for prefixes)."""
         return (self.key, *self.stems)
+
+
+def stem_keys_of(node: "Node") -> set[str]:
+    """Every stem key the compiled query can look up (what a Document needs to index)."""
+    if isinstance(node, Match):
+        return {k for seq in node.alternatives for a in seq for k in a.stems}
+    if isinstance(node, Near):
+        return {k for m in (*node.left, *node.right) for k in stem_keys_of(m)}
+    if isinstance(node, (And, Or)):
+        return {k for c in node.children for k in stem_keys_of(c)}
+    if isinstance(node, Not):
+        return stem_keys_of(node.child)
+    return set()
 
 
 def stemmed(atom: Atom) -> Atom:
@@ -145,7 +158,8 @@ class Document:
     __slots__ = ("title", "summary", "title_tokens", "summary_tokens", "index",
                  "_prefix_memo", "_span_memo", "_sorted_keys", "_atom_memo")
 
-    def __init__(self, title: str, summary: str, morphology: bool = True) -> None:
+    def __init__(self, title: str, summary: str, morphology: bool = True,
+                 stems: "Callable[[str, str], tuple[str, ...]] | None" = None) -> None:
         self.title = title
         self.summary = summary
         self.title_tokens: list[Token] = tokenize(title)
@@ -157,7 +171,7 @@ class Document:
                 for key in lookup_keys(token.folded):
                     index.setdefault(key, []).append(position)
                 if morphology:
-                    for key in stem_keys(token.folded, token.surface):
+                    for key in (stems or stem_keys)(token.folded, token.surface):
                         here = index.setdefault(key, [])
                         if not here or here[-1] != position:
                             here.append(position)

@@ -17,8 +17,9 @@ from typing import Any, Sequence
 
 import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
+from transforms.morphology import stem_keys
 from transforms.query import Atom, Document, Match, Query, parse_query, positive_matches, \
-    evidence, term_match
+    evidence, stem_keys_of, term_match
 from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, variants_table
 
 Evidence = tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
@@ -103,6 +104,15 @@ class Tagger:
             (k.id, tuple(term_match(form, table, morphology=False) for form in k.forms))
             for k in keywords)
         self._morphology = any(t.morphology for t in topics)
+        # only the stem keys some query looks up are indexed (a token's other stems are noise)
+        wanted: set[str] = set()
+        for topic in self._topics:
+            for query in ([topic.gate] if topic.gate is not None else []) + \
+                    [rule for rule, _ in topic.weights]:
+                wanted |= stem_keys_of(query.root)
+        self._wanted = frozenset(wanted)
+        self._stem_memo: dict[str, tuple[str, ...]] = {}
+        self._morphology = self._morphology and bool(wanted)
 
         by_pattern: dict[str, tuple[set[int], set[int]]] = {}
         always: list[int] = []
@@ -135,6 +145,18 @@ class Tagger:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.__init__(*state)  # type: ignore[misc]
 
+    def _stems(self, folded: str, surface: str) -> tuple[str, ...]:
+        """A token's stem keys that some query looks up (memoised per tagger, bounded)."""
+        memo = self._stem_memo
+        found = memo.get(surface)            # the surface form determines the folded one
+        if found is None:
+            if len(memo) > 1 << 18:
+                memo.clear()
+            wanted = self._wanted
+            found = tuple(k for k in stem_keys(folded, surface) if k in wanted)
+            memo[surface] = found
+        return found
+
     def candidates(self, doc: Document) -> tuple[set[int], set[int]]:
         """Indices of topics and keywords that could match `doc` (the prefilter)."""
         topics, keywords = set(self._always), set()
@@ -146,7 +168,7 @@ class Tagger:
         return topics, keywords
 
     def tag(self, title: str, summary: str) -> TagResult:
-        doc = Document(title, summary, self._morphology)
+        doc = Document(title, summary, self._morphology, self._stems)
         topic_ids, keyword_ids = self.candidates(doc)
         tagged: list[tuple[str, Any]] = []
         for i in topic_ids:
