@@ -111,8 +111,18 @@ class Match:
     title_only: bool = False
     # the exact one-word keys when every alternative is one, for a fast presence test
     simple: tuple[str, ...] = field(init=False, repr=False)
+    # the keys of every alternative's rarest-looking exact word: none in a document = no match
+    needed: frozenset[str] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        needed: set[str] = set()
+        for seq in self.alternatives:
+            exact = [a for a in seq if not a.prefix]
+            if not exact:
+                needed = set()
+                break
+            needed.update(max(exact, key=lambda a: len(a.key)).keys())
+        object.__setattr__(self, "needed", frozenset(needed) if needed else None)
         simple = not self.title_only and all(len(s) == 1 and not s[0].prefix
                                              for s in self.alternatives)
         object.__setattr__(self, "simple", tuple(dict.fromkeys(
@@ -134,6 +144,15 @@ class And:
 @dataclass(frozen=True, eq=False)
 class Or:
     children: tuple["Node", ...]
+    # the exact keys of the one-word children, tested at once; the other children after
+    simple: frozenset[str] = field(init=False, repr=False)
+    rest: tuple["Node", ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        simple = [c for c in self.children if isinstance(c, Match) and c.simple]
+        object.__setattr__(self, "simple", frozenset(k for c in simple for k in c.simple))
+        object.__setattr__(self, "rest", tuple(c for c in self.children
+                                               if not (isinstance(c, Match) and c.simple)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +195,7 @@ class Document:
                         if not here or here[-1] != position:
                             here.append(position)
         self.index = index
-        self._atom_memo: dict[Atom, Collection[int]] = {}
+        self._atom_memo: dict[int, Collection[int]] = {}
         self._prefix_memo: dict[str, frozenset[int]] = {}
         self._span_memo: dict[int, tuple[Span, ...]] = {}
         self._sorted_keys: list[str] | None = None
@@ -187,11 +206,13 @@ class Document:
 
     def positions(self, atom: Atom) -> Collection[int]:
         if atom.stems:
-            memo = self._atom_memo.get(atom)
+            memo = self._atom_memo.get(id(atom))
             if memo is None:
                 index = self.index
-                memo = frozenset(p for k in atom.keys() for p in index.get(k, ()))
-                self._atom_memo[atom] = memo
+                present = [index[k] for k in atom.keys() if k in index]
+                memo = () if not present else present[0] if len(present) == 1 else \
+                    frozenset(p for positions in present for p in positions)
+                self._atom_memo[id(atom)] = memo
             return memo
         if not atom.prefix:
             return self.index.get(atom.key, ())
@@ -212,8 +233,7 @@ class Document:
     def occurs(self, match: Match) -> bool:
         """Does `match` occur at all (cheaper than `spans` for one-word terms)?"""
         if match.simple:
-            index = self.index
-            return any(key in index for key in match.simple)
+            return not self.index.keys().isdisjoint(match.simple)
         return bool(self.spans(match))
 
     def spans(self, match: Match) -> tuple[Span, ...]:
@@ -221,6 +241,9 @@ class Document:
         memo = self._span_memo.get(id(match))
         if memo is not None:
             return memo
+        if match.needed is not None and self.index.keys().isdisjoint(match.needed):
+            self._span_memo[id(match)] = ()
+            return ()
         found: set[Span] = set()
         for seq in match.alternatives:
             starts = set(self.positions(seq[0]))
@@ -276,7 +299,9 @@ def evaluate(node: Node, doc: Document) -> bool:
     if isinstance(node, And):
         return all(evaluate(c, doc) for c in node.children)
     if isinstance(node, Or):
-        return any(evaluate(c, doc) for c in node.children)
+        if node.simple and not doc.index.keys().isdisjoint(node.simple):
+            return True
+        return any(evaluate(c, doc) for c in node.rest)
     if isinstance(node, Not):
         return not evaluate(node.child, doc)
     return _near(doc, node)
