@@ -32,6 +32,7 @@ Decisions (see also transforms/textnorm.py for folding and Arabic proclitics):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 import bisect
@@ -167,6 +168,16 @@ Span = tuple[int, int]                 # first and last token position, inclusiv
 
 # --- the prepared document ----------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1 << 17)
+def token_keys(folded: str, surface: str) -> tuple[str, ...]:
+    """A token's lookup keys (textnorm) and stem keys (morphology), no duplicates."""
+    return lookup_keys(folded) + stem_keys(folded, surface)
+
+
+def _lookup_only(folded: str, surface: str) -> tuple[str, ...]:
+    return lookup_keys(folded)
+
+
 class Document:
     """Title and summary tokenised once; answers where atoms, terms and phrases occur.
 
@@ -178,22 +189,21 @@ class Document:
                  "_prefix_memo", "_span_memo", "_sorted_keys", "_atom_memo")
 
     def __init__(self, title: str, summary: str, morphology: bool = True,
-                 stems: "Callable[[str, str], tuple[str, ...]] | None" = None) -> None:
+                 keys: "Callable[[str, str], tuple[str, ...]] | None" = None) -> None:
+        """`keys(folded, surface)` gives every index key of a token (the Tagger's keeps only
+        the stems its queries use); by default its lookup keys and, with `morphology`, all
+        its stem keys."""
         self.title = title
         self.summary = summary
         self.title_tokens: list[Token] = tokenize(title)
         self.summary_tokens: list[Token] = tokenize(summary)
+        keys_of = keys or (token_keys if morphology else _lookup_only)
         index: dict[str, list[int]] = {}
         for base, tokens in ((0, self.title_tokens), (SUMMARY_BASE, self.summary_tokens)):
             for offset, token in enumerate(tokens):
                 position = base + offset
-                for key in lookup_keys(token.folded):
+                for key in keys_of(token.folded, token.surface):
                     index.setdefault(key, []).append(position)
-                if morphology:
-                    for key in (stems or stem_keys)(token.folded, token.surface):
-                        here = index.setdefault(key, [])
-                        if not here or here[-1] != position:
-                            here.append(position)
         self.index = index
         self._atom_memo: dict[int, Collection[int]] = {}
         self._prefix_memo: dict[str, frozenset[int]] = {}

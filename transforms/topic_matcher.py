@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
 from transforms.morphology import stem_keys
+from transforms.textnorm import lookup_keys
 from transforms.query import Atom, Document, Match, Query, parse_query, positive_matches, \
     evidence, stem_keys_of, term_match
 from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, variants_table
@@ -145,15 +146,17 @@ class Tagger:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.__init__(*state)  # type: ignore[misc]
 
-    def _stems(self, folded: str, surface: str) -> tuple[str, ...]:
-        """A token's stem keys that some query looks up (memoised per tagger, bounded)."""
+    def _keys(self, folded: str, surface: str) -> tuple[str, ...]:
+        """A token's lookup keys and the stem keys some query looks up (memoised per tagger,
+        bounded)."""
         memo = self._stem_memo
         found = memo.get(surface)            # the surface form determines the folded one
         if found is None:
             if len(memo) > 1 << 18:
                 memo.clear()
             wanted = self._wanted
-            found = tuple(k for k in stem_keys(folded, surface) if k in wanted)
+            found = lookup_keys(folded) + tuple(k for k in stem_keys(folded, surface)
+                                                if k in wanted)
             memo[surface] = found
         return found
 
@@ -168,7 +171,8 @@ class Tagger:
         return topics, keywords
 
     def tag(self, title: str, summary: str) -> TagResult:
-        doc = Document(title, summary, self._morphology, self._stems)
+        doc = Document(title, summary, self._morphology,
+                       self._keys if self._morphology else None)
         topic_ids, keyword_ids = self.candidates(doc)
         tagged: list[tuple[str, Any]] = []
         for i in topic_ids:
