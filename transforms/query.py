@@ -148,12 +148,21 @@ class Or:
     # the exact keys of the one-word children, tested at once; the other children after
     simple: frozenset[str] = field(init=False, repr=False)
     rest: tuple["Node", ...] = field(init=False, repr=False)
+    rest_needed: frozenset[str] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         simple = [c for c in self.children if isinstance(c, Match) and c.simple]
         object.__setattr__(self, "simple", frozenset(k for c in simple for k in c.simple))
         object.__setattr__(self, "rest", tuple(c for c in self.children
                                                if not (isinstance(c, Match) and c.simple)))
+        # when every other child is a term or phrase: the keys one of them needs
+        needed: set[str] = set()
+        for c in self.rest:
+            if not isinstance(c, Match) or c.needed is None:
+                needed = set()
+                break
+            needed |= c.needed
+        object.__setattr__(self, "rest_needed", frozenset(needed) if needed else None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,8 +318,11 @@ def evaluate(node: Node, doc: Document) -> bool:
     if isinstance(node, And):
         return all(evaluate(c, doc) for c in node.children)
     if isinstance(node, Or):
-        if node.simple and not doc.index.keys().isdisjoint(node.simple):
+        keys = doc.index.keys()
+        if node.simple and not keys.isdisjoint(node.simple):
             return True
+        if node.rest_needed is not None and keys.isdisjoint(node.rest_needed):
+            return False
         return any(evaluate(c, doc) for c in node.rest)
     if isinstance(node, Not):
         return not evaluate(node.child, doc)

@@ -12,6 +12,7 @@ A Tagger pickles as its specs and rebuilds itself on unpickling; build it in `Do
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -37,7 +38,7 @@ class TagResult:
         return tuple(k for k, _ in self.keyword_mentions)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class _Topic:
     id: str
     gate: Query | None
@@ -52,8 +53,16 @@ class _Topic:
                 return None
             found.extend(positive_matches(self.gate.root))
         if self.weights:
-            score = 0.0
-            for rule, weight in self.weights:
+            # positive rules first, heaviest first, giving up once the threshold is out of
+            # reach; negative rules only when it was reached (same result, less work)
+            score, left = 0.0, self.positive_total
+            for rule, weight in self.ordered:
+                if weight > 0:
+                    if score + left < self.threshold:
+                        return None
+                    left -= weight
+                elif score < self.threshold:
+                    return None
                 if rule.matches(doc):
                     score += weight
                     if weight > 0:
@@ -61,6 +70,14 @@ class _Topic:
             if score < self.threshold:
                 return None
         return tuple(found)
+
+    @functools.cached_property
+    def ordered(self) -> tuple[tuple[Query, float], ...]:
+        return tuple(sorted(self.weights, key=lambda rw: (rw[1] < 0, -abs(rw[1]))))
+
+    @functools.cached_property
+    def positive_total(self) -> float:
+        return sum(w for _, w in self.weights if w > 0)
 
     def required(self) -> frozenset[Atom] | None:
         if self.gate is not None:
