@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
 from transforms.morphology import stem_keys
-from transforms.textnorm import lookup_keys
+from transforms.textnorm import is_arabic, lookup_keys
 from transforms.query import Atom, Document, Match, Query, parse_query, positive_matches, \
     evidence, stem_keys_of, term_match
 from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, variants_table
@@ -129,6 +129,9 @@ class Tagger:
                     [rule for rule, _ in topic.weights]:
                 wanted |= stem_keys_of(query.root)
         self._wanted = frozenset(wanted)
+        # Latin stems only cut endings, so a word can only have a wanted stem if it starts
+        # with the first three letters of one (`~e:offens` -> off): the others skip stemming
+        self._latin_heads = frozenset(k[3:6] for k in wanted if k[2:3] == ":")
         self._stem_memo: dict[str, tuple[str, ...]] = {}
         self._morphology = self._morphology and bool(wanted)
 
@@ -172,8 +175,11 @@ class Tagger:
             if len(memo) > 1 << 18:
                 memo.clear()
             wanted = self._wanted
-            found = lookup_keys(folded) + tuple(k for k in stem_keys(folded, surface)
-                                                if k in wanted)
+            if not is_arabic(folded) and folded[:3] not in self._latin_heads:
+                found = lookup_keys(folded)
+            else:
+                found = lookup_keys(folded) + tuple(k for k in stem_keys(folded, surface)
+                                                    if k in wanted)
             memo[surface] = found
         return found
 
