@@ -39,8 +39,13 @@ def _keys(item: LabelledItem) -> set[str]:
             if w in _STOP or len(w) < 3 or w.isdigit():
                 continue
             keys = lookup_keys(w)
-            out.add(keys[-1] if len(keys) > 1 else w)
-            out.update(stem_keys(w, token.surface))
+            base = keys[-1] if len(keys) > 1 else w
+            out.add(base)
+            for key in stem_keys(w, token.surface):    # one entry per distinct stem
+                stem = key[len(STEM_MARK):]
+                stem = stem.split(":", 1)[1] if stem[1:2] == ":" else stem
+                if stem not in (w, base) and STEM_MARK + stem not in (w, base):
+                    out.add(STEM_MARK + stem)
         for a, b in zip(words, words[1:]):
             if a not in _STOP and b not in _STOP:
                 out.add(f'"{a} {b}"')
