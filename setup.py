@@ -25,6 +25,7 @@ setup(
         "plotly>=7.1,<8",
         "starlette>=0.46,<2",
         "uvicorn>=0.34,<1",
+        "datasketch>=2.0,<3",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "mypy>=1.10", "selenium>=4.25,<5", "httpx>=0.27,<1", "hypothesis>=6.100,<7"],

@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="output file (default: report.html beside the outputs)")
     report.add_argument("--since")
     report.add_argument("--until")
+    report.add_argument("--count", choices=("articles", "stories"), default="articles",
+                        help="what the topic charts count: articles, or stories (copies counted once)")
     with_config("validate", "check the config only")
     serve = with_config("serve", "read-only live web dashboard over the sqlite sinks and feed state")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -155,7 +157,7 @@ def _cmd_report(config: Config, args: argparse.Namespace, beam_args: list[str]) 
     folders = [s.path.parent for s in config.sinks if s.path is not None]
     out = args.out or ((folders[0] if folders else Path.cwd()) / f"{config.name}-report.html")
     path = write_report(outputs, config.alerts, out, title=f"mediamon: {config.name}",
-                        topic_names={t.id: t.name for t in config.topics})
+                        topic_names={t.id: t.name for t in config.topics}, measure=args.count)
     print(f"wrote {path}")
     return EXIT_OK
 

@@ -80,7 +80,7 @@ def test_demo_counts_and_sqlite_agree(demo_run: tuple[Path, dict]) -> None:
     assert {d["source"] for d in dead} == {"demo-broken", "items.jsonl"}
     assert all(set(d) == {"stage", "error", "source", "raw", "at"} for d in dead)
     csv_lines = (out / "counts.csv").read_text(encoding="utf-8").splitlines()
-    assert csv_lines[0] == "window_start,window_end,keyword,language,articles,mentions"
+    assert csv_lines[0] == "window_start,window_end,keyword,language,articles,mentions,stories"
     assert len(csv_lines) == len(counts) + 1
 
 

@@ -74,7 +74,7 @@ def _write_sqlite(folder: Path) -> list[tuple[str, str, Path]]:
         cols = RECORD_FIELDS[what]
         conn.execute(f"CREATE TABLE {what} ({', '.join(cols)})")
         conn.executemany(f"INSERT INTO {what} VALUES ({', '.join('?' for _ in cols)})",
-                         [[json.dumps(r[c], ensure_ascii=False) if isinstance(r[c], list) else r[c]
+                         [[json.dumps(r[c], ensure_ascii=False) if isinstance(r.get(c), list) else r.get(c)
                            for c in cols] for r in records])
     conn.commit()
     conn.close()

@@ -152,7 +152,7 @@ def test_older_store_works_and_names_the_migrating_command(config_file: Path) ->
     conn.execute(f"CREATE TABLE articles ({', '.join(old_cols)}, PRIMARY KEY (id))")
     a = _article(1)
     conn.execute(f"INSERT INTO articles VALUES ({', '.join('?' for _ in old_cols)})",
-                 [json.dumps(a[c]) if isinstance(a[c], list) else a[c] for c in old_cols])
+                 [json.dumps(a.get(c)) if isinstance(a.get(c), list) else a.get(c) for c in old_cols])
     conn.commit()
     conn.close()
     body = _client(config_file).get("/api/dashboard").json()
@@ -198,10 +198,11 @@ def test_stories_are_counted_when_the_store_has_them(config_file: Path) -> None:
     db = config_file.parent / "out" / "db.sqlite"
     _fill(db, n=10)
     conn = sqlite3.connect(db)
-    conn.execute("ALTER TABLE topics ADD COLUMN stories INTEGER")
+    if "stories" not in {row[1] for row in conn.execute("PRAGMA table_info(topics)")}:   # a pre-#16 schema
+        conn.execute("ALTER TABLE topics ADD COLUMN stories INTEGER")
     conn.execute("UPDATE topics SET stories = 0")
     conn.execute("UPDATE topics SET stories = 1 WHERE language = 'ar'")
-    conn.execute("CREATE TABLE stories (window_start, window_end, story, headline, url, outlets, languages, size, "
+    conn.execute("CREATE TABLE IF NOT EXISTS stories (window_start, window_end, story, headline, url, outlets, languages, size, "
                  "first_seen, last_seen, topics, PRIMARY KEY (window_start, window_end, story))")
     conn.executemany("INSERT INTO stories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
         (f"2017-10-10T0{h}:00:00Z", f"2017-10-10T0{h + 1}:00:00Z", story, title, "https://x.example/1",

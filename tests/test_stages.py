@@ -84,15 +84,17 @@ def test_counts_fixed_windows_by_published_time() -> None:
                     keyword_mentions=(("raqqa", 3),)),
             article("2", language="ar", published="2017-10-15T09:50:00Z", topics=("t",),
                     keyword_mentions=(("raqqa", 1),)),
+            article("4", language="ar", published="2017-10-15T09:55:00Z", topics=("t",),
+                    keyword_mentions=(("raqqa", 1),), story="2"),   # a copy of story 2
             article("3", language="en", published="2017-10-15T10:05:00Z", keyword_mentions=(("raqqa", 2),))]
     with TestPipeline() as p:
         out = p | beam.Create(arts) | CountPerWindow(size=3600)
         assert_that(out["counts"], equal_to([
-            KeywordCount("2017-10-15T09:00:00Z", "2017-10-15T10:00:00Z", "raqqa", "ar", 2, 4),
-            KeywordCount("2017-10-15T10:00:00Z", "2017-10-15T11:00:00Z", "raqqa", "en", 1, 2),
+            KeywordCount("2017-10-15T09:00:00Z", "2017-10-15T10:00:00Z", "raqqa", "ar", 3, 5, 2),
+            KeywordCount("2017-10-15T10:00:00Z", "2017-10-15T11:00:00Z", "raqqa", "en", 1, 2, 1),
         ]), label="counts")
         assert_that(out["topics"], equal_to([
-            TopicCount("2017-10-15T09:00:00Z", "2017-10-15T10:00:00Z", "t", "ar", 2),
+            TopicCount("2017-10-15T09:00:00Z", "2017-10-15T10:00:00Z", "t", "ar", 3, 2),
         ]), label="topics")
 
 

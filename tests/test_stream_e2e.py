@@ -143,8 +143,8 @@ def test_poll_stream_sigterm_and_replay(pubsub_emulator: str, tmp_path: Path) ->
     assert rows(stream_db, "topics") == rows(batch_db, "topics")
     assert rows(stream_db, "counts")
     # JSONL sink: the last line per key is the true count
-    last: dict[tuple[str, ...], tuple[int, int]] = {}
+    last: dict[tuple[str, ...], tuple[int, int, int]] = {}
     for line in (tmp_path / "out" / "counts.jsonl").read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
-        last[(r["window_start"], r["window_end"], r["keyword"], r["language"])] = (r["articles"], r["mentions"])
+        last[(r["window_start"], r["window_end"], r["keyword"], r["language"])] = (r["articles"], r["mentions"], r["stories"])
     assert {(*k, *v) for k, v in last.items()} == rows(batch_db, "counts")

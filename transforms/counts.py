@@ -1,9 +1,11 @@
 """Stage 5, CountPerWindow: Articles -> KeywordCount and TopicCount per event-time window.
 
-Input:  Article (deduplicated, language and topics set).
+Input:  Article (deduplicated, language, topics and story set).
 Output: a dict {"counts": PCollection[KeywordCount], "topics": PCollection[TopicCount],
         "dead_letters": PCollection[DeadLetter]} (an article whose time cannot be windowed; it
-        stays an article, only its counting failed).
+        stays an article, only its counting failed), and "stories": PCollection[StoryRecord]
+        when asked for; counts carry `articles` and `stories` (distinct story ids among those
+        articles; an article without a story is its own story).
 
 Event time is the article's `published` time.  Windows are fixed (`size`) or sliding
 (`size` every `period`).  Batch uses the default trigger; streaming passes a trigger with
@@ -19,7 +21,7 @@ from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.trigger import AccumulationMode, TriggerFn
 
 from transforms.deadletters import DEAD, dead_letter
-from transforms.records import Article, KeywordCount, TopicCount
+from transforms.records import Article, KeywordCount, StoryRecord, TopicCount
 
 STAGE = "counts"
 from transforms.timeutil import from_epoch, to_epoch
@@ -61,32 +63,44 @@ class _StampFn(beam.DoFn):
         self.size, self.period = size, period
 
 
-def keyword_pairs(article: Article) -> Iterator[tuple[tuple[str, str], tuple[int, int]]]:
+def story_of(article: Article) -> str:
+    return article.story or article.id
+
+
+def keyword_pairs(article: Article) -> Iterator[tuple[tuple[str, str], tuple[int, str]]]:
     for keyword, mentions in article.keyword_mentions:
-        yield (keyword, article.language), (1, mentions)
+        yield (keyword, article.language), (mentions, story_of(article))
 
 
-def topic_pairs(article: Article) -> Iterator[tuple[tuple[str, str], int]]:
+def topic_pairs(article: Article) -> Iterator[tuple[tuple[str, str], tuple[int, str]]]:
     for topic in article.topics:
-        yield (topic, article.language), 1
+        yield (topic, article.language), (0, story_of(article))
+
+
+_Acc = tuple[int, int, set[str]]
 
 
 class _SumPairs(beam.CombineFn):
-    def create_accumulator(self) -> tuple[int, int]:
-        return (0, 0)
+    """(mentions, story) per article -> (articles, mentions, distinct stories)."""
 
-    def add_input(self, acc: tuple[int, int], value: tuple[int, int]) -> tuple[int, int]:
-        return (acc[0] + value[0], acc[1] + value[1])
+    def create_accumulator(self) -> _Acc:
+        return (0, 0, set())
 
-    def merge_accumulators(self, accs: Any) -> tuple[int, int]:
+    def add_input(self, acc: _Acc, value: tuple[int, str]) -> _Acc:
+        acc[2].add(value[1])
+        return (acc[0] + 1, acc[1] + value[0], acc[2])
+
+    def merge_accumulators(self, accs: Any) -> _Acc:
         articles = mentions = 0
-        for a, m in accs:
+        stories: set[str] = set()
+        for a, m, s in accs:
             articles += a
             mentions += m
-        return (articles, mentions)
+            stories |= s
+        return (articles, mentions, stories)
 
-    def extract_output(self, acc: tuple[int, int]) -> tuple[int, int]:
-        return acc
+    def extract_output(self, acc: _Acc) -> tuple[int, int, int]:
+        return (acc[0], acc[1], len(acc[2]))
 
 
 def _bounds(win: beam_window.BoundedWindow) -> tuple[str, str]:
@@ -94,27 +108,55 @@ def _bounds(win: beam_window.BoundedWindow) -> tuple[str, str]:
 
 
 class _ToKeywordCount(beam.DoFn):
-    def process(self, element: tuple[tuple[str, str], tuple[int, int]],
+    def process(self, element: tuple[tuple[str, str], tuple[int, int, int]],
                 win: Any = beam.DoFn.WindowParam) -> Iterator[KeywordCount]:
-        (keyword, language), (articles, mentions) = element
+        (keyword, language), (articles, mentions, stories) = element
         start, end = _bounds(win)
-        yield KeywordCount(start, end, keyword, language, articles, mentions)
+        yield KeywordCount(start, end, keyword, language, articles, mentions, stories)
 
 
 class _ToTopicCount(beam.DoFn):
-    def process(self, element: tuple[tuple[str, str], int],
+    def process(self, element: tuple[tuple[str, str], tuple[int, int, int]],
                 win: Any = beam.DoFn.WindowParam) -> Iterator[TopicCount]:
-        (topic, language), articles = element
+        (topic, language), (articles, _, stories) = element
         start, end = _bounds(win)
-        yield TopicCount(start, end, topic, language, articles)
+        yield TopicCount(start, end, topic, language, articles, stories)
+
+
+# a story's member in one window: (published, id, title, url, source, language, topics)
+_Member = tuple[str, str, str, str, str, str, tuple[str, ...]]
+
+
+def story_member(article: Article) -> tuple[str, _Member]:
+    return story_of(article), (article.published, article.id, article.title, article.url,
+                               article.source, article.language, article.topics)
+
+
+def story_record(start: str, end: str, story: str, members: Any) -> StoryRecord:
+    """The story's record in one window from its members there (order-independent)."""
+    ordered = sorted(set(members))
+    first = next((m for m in ordered if m[1] == story), ordered[0])
+    return StoryRecord(window_start=start, window_end=end, story=story, headline=first[2], url=first[3],
+                       outlets=tuple(sorted({m[4] for m in ordered})),
+                       languages=tuple(sorted({m[5] for m in ordered})), size=len(ordered),
+                       first_seen=ordered[0][0], last_seen=ordered[-1][0],
+                       topics=tuple(sorted({t for m in ordered for t in m[6]})))
+
+
+class _ToStoryRecord(beam.DoFn):
+    def process(self, element: tuple[str, Any], win: Any = beam.DoFn.WindowParam) -> Iterator[StoryRecord]:
+        story, members = element
+        start, end = _bounds(win)
+        yield story_record(start, end, story, members)
 
 
 class CountPerWindow(beam.PTransform):
     """Article -> {"counts": KeywordCount, "topics": TopicCount} per window, keyword/topic, language."""
 
     def __init__(self, size: float, period: float | None = None, allowed_lateness: float = 0.0,
-                 trigger: TriggerFn | None = None) -> None:
+                 trigger: TriggerFn | None = None, stories: bool = False) -> None:
         super().__init__()
+        self.stories = stories
         self.window_fn = window_fn(size, period)
         self.size, self.period = size, period
         self.allowed_lateness = allowed_lateness
@@ -134,6 +176,12 @@ class CountPerWindow(beam.PTransform):
                   | "ToKeywordCount" >> beam.ParDo(_ToKeywordCount()).with_output_types(KeywordCount))
         topics = (windowed
                   | "TopicPairs" >> beam.FlatMap(topic_pairs)
-                  | "SumTopics" >> beam.CombinePerKey(sum)
+                  | "SumTopics" >> beam.CombinePerKey(_SumPairs())
                   | "ToTopicCount" >> beam.ParDo(_ToTopicCount()).with_output_types(TopicCount))
-        return {"counts": counts, "topics": topics, "dead_letters": stamped[DEAD]}
+        result = {"counts": counts, "topics": topics, "dead_letters": stamped[DEAD]}
+        if self.stories:
+            result["stories"] = (windowed
+                                 | "StoryMembers" >> beam.Map(story_member)
+                                 | "GroupStoryMembers" >> beam.GroupByKey()
+                                 | "ToStoryRecord" >> beam.ParDo(_ToStoryRecord()).with_output_types(StoryRecord))
+        return result

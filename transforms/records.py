@@ -64,6 +64,8 @@ class Article:
     keyword_mentions: tuple[tuple[str, int], ...] = ()   # keyword id -> occurrences
     evidence: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = ()
     # evidence: ((topic id, ((term, (surface forms seen, ...)), ...)), ...)
+    story: str = ""                # id of the story's first-seen article ("" before GroupStories)
+    story_size: int = 0            # articles of the story known so far (0: unknown)
 
     def replace(self, **changes: Any) -> "Article":
         return dataclasses.replace(self, **changes)
@@ -81,7 +83,10 @@ class Article:
             "language_confidence": round(self.language_confidence, 4),
             "topics": list(self.topics),
             "keywords": list(self.keywords),
+            "story": self.story or self.id,
         }
+        if self.story_size:
+            record["story_size"] = self.story_size
         if self.evidence:
             record["evidence"] = {
                 topic: {term: list(forms) for term, forms in terms}
@@ -112,9 +117,12 @@ class KeywordCount:
     language: str
     articles: int
     mentions: int
+    stories: int = 0               # distinct stories among those articles
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"window_start": self.window_start, "window_end": self.window_end, "keyword": self.keyword,
+                "language": self.language, "articles": self.articles, "stories": self.stories,
+                "mentions": self.mentions}
 
 
 @dataclass(frozen=True)
@@ -124,9 +132,34 @@ class TopicCount:
     topic: str
     language: str
     articles: int
+    stories: int = 0               # distinct stories among those articles
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"window_start": self.window_start, "window_end": self.window_end, "topic": self.topic,
+                "language": self.language, "articles": self.articles, "stories": self.stories}
+
+
+@dataclass(frozen=True)
+class StoryRecord:
+    """One story in one window (`what: stories`): its articles in that window."""
+
+    window_start: str
+    window_end: str
+    story: str                     # id of the story's first-seen article
+    headline: str                  # title of the story's first article in the window
+    url: str                       # its url
+    outlets: tuple[str, ...]       # distinct sources, sorted
+    languages: tuple[str, ...]
+    size: int                      # articles of the story in the window
+    first_seen: str                # earliest / latest published time in the window
+    last_seen: str
+    topics: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        for key in ("outlets", "languages", "topics"):
+            record[key] = list(record[key])
+        return record
 
 
 @dataclass(frozen=True)
@@ -180,15 +213,18 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "topics": ("window_start", "window_end", "topic", "language"),
     "alerts": ("topic", "window_start", "window_end", "rule"),
     "dead_letters": ("stage", "source", "raw", "error"),
+    "stories": ("window_start", "window_end", "story"),
 }
 
 RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "articles": ("id", "url", "title", "summary", "source", "published", "fetched", "language",
-                 "language_confidence", "topics", "keywords"),
-    "counts": tuple(f.name for f in dataclasses.fields(KeywordCount)),
-    "topics": tuple(f.name for f in dataclasses.fields(TopicCount)),
+                 "language_confidence", "topics", "keywords", "story", "story_size"),
+    # CSV columns and SQLite columns: `stories` last, so positional CSV readers keep working
+    "counts": ("window_start", "window_end", "keyword", "language", "articles", "mentions", "stories"),
+    "topics": ("window_start", "window_end", "topic", "language", "articles", "stories"),
     "alerts": tuple(f.name for f in dataclasses.fields(Alert)),
     "dead_letters": tuple(f.name for f in dataclasses.fields(DeadLetter)),
+    "stories": tuple(f.name for f in dataclasses.fields(StoryRecord)),
 }
 
 
@@ -245,5 +281,10 @@ class TopicCountCoder(_RecordCoder):
     record = TopicCount
 
 
-for _coder in (ArticleCoder, RawItemCoder, DeadLetterCoder, KeywordCountCoder, TopicCountCoder):
+class StoryRecordCoder(_RecordCoder):
+    record = StoryRecord
+
+
+for _coder in (ArticleCoder, RawItemCoder, DeadLetterCoder, KeywordCountCoder, TopicCountCoder,
+               StoryRecordCoder):
     beam_coders.registry.register_coder(_coder.record, _coder)

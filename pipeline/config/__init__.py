@@ -19,10 +19,11 @@ from pipeline.config.model import (
                                    SinkConfig,
                                    Sources,
                                    StateConfig,
+                                   StoriesConfig,
                                    UsageError,
                                    WindowConfig,
 )
 
 __all__ = ["load_config", "Config", "ConfigError", "UsageError", "FeedSource", "PubSubSource", "Sources",
            "LanguageConfig", "WindowConfig", "StateConfig", "SinkConfig", "FetchSettings", "DedupConfig",
-           "PollConfig", "SINK_TYPES", "SINK_WHATS"]
+           "PollConfig", "StoriesConfig", "SINK_TYPES", "SINK_WHATS"]

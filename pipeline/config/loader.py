@@ -19,7 +19,7 @@ from pipeline.config.model import Config, ConfigError
 from pipeline.config.yaml_lines import apply_override, compose, expand_env, line_for
 
 TOP_KEYS = {"name", "sources", "language", "topics", "keywords", "variants", "windows", "state",
-            "sinks", "fetch", "dedup", "poll", "alerts", "beam_options", "include"}
+            "sinks", "fetch", "dedup", "poll", "alerts", "beam_options", "include", "stories"}
 PACK_KEYS = ("topics", "keywords", "variants")
 
 
@@ -109,7 +109,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *,
         dedup=sections.dedup(chk, top.get("dedup")),
         poll=sections.poll(chk, top.get("poll"), base),
         alerts=alerts, webhook=webhook,
-        beam_options=sections.beam_options(chk, top.get("beam_options")))
+        beam_options=sections.beam_options(chk, top.get("beam_options")),
+        stories=sections.stories(chk, top.get("stories")))
     if chk.problems:
         raise ConfigError(file, [(p, line_for(lines, p), m) for p, m in chk.problems])
     return config

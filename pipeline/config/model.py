@@ -12,7 +12,7 @@ from transforms.spike_rules import AlertRule, WebhookSpec
 from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec
 
 SINK_TYPES = ("jsonl", "csv", "sqlite", "pubsub")
-SINK_WHATS = ("articles", "counts", "topics", "alerts", "dead_letters")
+SINK_WHATS = ("articles", "counts", "topics", "alerts", "dead_letters", "stories")
 class UsageError(Exception):
     """The config is valid but cannot be used this way (e.g. `run` on a Pub/Sub-only config)."""
 
@@ -113,6 +113,12 @@ class DedupConfig:
 
 
 @dataclass(frozen=True)
+class StoriesConfig:
+    horizon: float = 3 * 86400.0  # near-duplicates join a story within this much published time
+    threshold: float = 0.4        # estimated Jaccard of folded title + lede tokens (transforms/stories.py)
+
+
+@dataclass(frozen=True)
 class PollConfig:
     topic: str | None = None      # Pub/Sub topic the poller publishes to
     interval: float = 900.0
@@ -137,3 +143,4 @@ class Config:
     alerts: tuple[AlertRule, ...]   # () when absent
     webhook: WebhookSpec | None = None
     beam_options: tuple[tuple[str, Any], ...] = ()
+    stories: StoriesConfig = StoriesConfig()

@@ -21,6 +21,7 @@ from pipeline.config.model import (
     SINK_TYPES,
     SINK_WHATS,
     DedupConfig,
+    StoriesConfig,
     FeedSource,
     FetchSettings,
     LanguageConfig,
@@ -248,6 +249,17 @@ def dedup(chk: Checker, raw: Any) -> DedupConfig:
     d = DedupConfig()
     dd = chk.mapping(raw, "dedup", {"ttl"})
     return DedupConfig(ttl=chk.duration(dd.get("ttl"), "dedup.ttl", d.ttl, positive=True) or d.ttl)
+
+
+def stories(chk: Checker, raw: Any) -> StoriesConfig:
+    d = StoriesConfig()
+    st = chk.mapping(raw, "stories", {"horizon", "threshold"})
+    threshold = st.get("threshold", d.threshold)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        chk.err("stories.threshold", f"expected a number in (0, 1], got {threshold!r}")
+        threshold = d.threshold
+    return StoriesConfig(horizon=chk.duration(st.get("horizon"), "stories.horizon", d.horizon) or d.horizon,
+                         threshold=float(threshold))
 
 
 def poll(chk: Checker, raw: Any, base: Path) -> PollConfig:

@@ -1,4 +1,4 @@
-"""Builds the pipeline graph from a config: sources -> the five stages -> sinks.
+"""Builds the pipeline graph from a config: sources -> the six stages -> sinks.
 
 Batch and streaming share `apply_stages`; they differ only in the source, the dedup state
 (a combine in batch, expiring per-id state in streaming) and the counts' trigger.
@@ -21,6 +21,7 @@ from transforms.language import DetectLanguage
 from transforms.late import SplitLate
 from transforms.parse import ParseFeedItems
 from transforms.records import Article, DeadLetter, FeedDocument
+from transforms.stories import GroupStories, StoryOptions
 from transforms.timeutil import now_iso
 from transforms.topics import TagTopics
 
@@ -34,6 +35,15 @@ class StageOutputs:
     counts: beam.PCollection | None       # None when the caller counts elsewhere
     topics: beam.PCollection | None
     dead_letters: beam.PCollection
+    stories: beam.PCollection | None = None   # StoryRecord per story and window, when a sink wants them
+
+
+def story_options(config: Config) -> StoryOptions:
+    return StoryOptions(threshold=config.stories.threshold, horizon=config.stories.horizon)
+
+
+def wants_stories(config: Config) -> bool:
+    return any(s.what == "stories" for s in config.sinks)
 
 
 def _count(namespace: str, name: str) -> Any:
@@ -47,10 +57,12 @@ def _count(namespace: str, name: str) -> Any:
 
 def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = False,
                  extra_dead: Sequence[beam.PCollection] = (), trigger: Any = None,
-                 counts: bool = True) -> StageOutputs:
-    """FeedDocument | RawItem -> articles, keyword counts, topic counts, dead letters.
+                 counts: bool = True, stories: bool = True) -> StageOutputs:
+    """FeedDocument | RawItem -> articles, keyword counts, topic counts, stories, dead letters.
 
-    `counts=False` stops after tagging (a stateful run recounts from its store instead)."""
+    `counts=False` stops after tagging (a stateful run recounts from its store instead);
+    `stories=False` leaves story grouping to the caller (a stateful run groups new articles
+    against the story signatures in its store, at commit)."""
     parsed = items | "ParseFeedItems" >> ParseFeedItems()
     fresh = parsed.articles
     if streaming:  # before dedup and windowing: Beam would drop a late article silently
@@ -60,7 +72,10 @@ def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = F
     deduped = fresh | "Deduplicate" >> Deduplicate(ttl_seconds=config.dedup.ttl if streaming else None)
     detected = deduped | "DetectLanguage" >> DetectLanguage(
         config.language.allowed, dict(config.language.aliases), config.language.second_opinion)
-    tagged = detected.articles | "TagTopics" >> TagTopics(config.topics, config.keywords, config.variants)
+    grouped = detected.articles
+    if stories:
+        grouped = grouped | "GroupStories" >> GroupStories(story_options(config), streaming=streaming)
+    tagged = grouped | "TagTopics" >> TagTopics(config.topics, config.keywords, config.variants)
     articles = tagged.articles | "CountArticles" >> beam.Map(_count("mediamon", "articles"))
     # items that did not become articles: they balance items_read
     dead = ((parsed[ParseFeedItems.DEAD], detected[DetectLanguage.DEAD], tagged[TagTopics.DEAD],
@@ -71,11 +86,13 @@ def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = F
         return StageOutputs(articles=articles, counts=None, topics=None,
                             dead_letters=dead | "ByStage" >> beam.Map(count_by_stage))
     counted = articles | "CountPerWindow" >> CountPerWindow(
-        config.windows.size, config.windows.period, config.windows.allowed_lateness, trigger=trigger)
+        config.windows.size, config.windows.period, config.windows.allowed_lateness, trigger=trigger,
+        stories=wants_stories(config))
     # an article whose counting failed is still an article: its dead letter is not an item
     dead = (dead, counted["dead_letters"]) | "WithCountFailures" >> beam.Flatten()
     return StageOutputs(articles=articles, counts=counted["counts"], topics=counted["topics"],
-                        dead_letters=dead | "ByStage" >> beam.Map(count_by_stage))
+                        dead_letters=dead | "ByStage" >> beam.Map(count_by_stage),
+                        stories=counted.get("stories"))
 
 
 def count_by_stage(dead: DeadLetter) -> DeadLetter:
@@ -88,7 +105,7 @@ def write_sinks(outputs: StageOutputs, config: Config, *, streaming: bool = Fals
                 skip: Sequence[str] = ()) -> None:
     """Every configured sink gets the records it asked for (`what`)."""
     by_what = {"articles": outputs.articles, "counts": outputs.counts, "topics": outputs.topics,
-               "dead_letters": outputs.dead_letters}
+               "dead_letters": outputs.dead_letters, "stories": outputs.stories}
     for i, sink in enumerate(config.sinks):
         records = by_what.get(sink.what)
         if sink.what in skip or records is None:

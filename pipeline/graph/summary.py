@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 class Summary:
     items_read: int = 0
     articles: int = 0
+    stories: int = 0              # distinct stories among the articles (near-duplicates grouped)
     duplicates: int = 0
     dead_letters: int = 0
     late: int = 0
@@ -44,7 +45,8 @@ class Summary:
         return self.items_read == self.articles + self.duplicates + self.dead_letters + self.late
 
     def to_json(self) -> dict[str, Any]:
-        return {"items_read": self.items_read, "articles": self.articles, "duplicates": self.duplicates,
+        return {"items_read": self.items_read, "articles": self.articles, "stories": self.stories,
+                "duplicates": self.duplicates,
                 "dead_letters": self.dead_letters, "late": self.late,
                 "by_language": dict(sorted(self.by_language.items())),
                 "by_topic": dict(sorted(self.by_topic.items())),
@@ -56,6 +58,7 @@ class Summary:
         topics = ", ".join(f"{k} {v}" for k, v in sorted(self.by_topic.items(), key=lambda kv: -kv[1])) or "-"
         lines = [f"mediamon {name}: {self.items_read} items read in {self.seconds:.1f}s",
                  f"  articles      {self.articles}",
+                 f"  stories       {self.stories}",
                  f"  duplicates    {self.duplicates}",
                  f"  dead letters  {self.dead_letters}" + (
                      " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.dead_letters_by_stage.items()))
@@ -85,7 +88,7 @@ def metric_counters(result: PipelineResult) -> dict[str, int]:
 def read_metrics(result: PipelineResult, summary: Summary) -> None:
     for key, value in metric_counters(result).items():
         ns, name = key.split("/", 1)
-        if ns == "mediamon" and name in ("items_read", "articles", "duplicates", "dead_letters", "late"):
+        if ns == "mediamon" and name in ("items_read", "articles", "stories", "duplicates", "dead_letters", "late"):
             setattr(summary, name, getattr(summary, name) + value)
         elif ns == "by_language":
             summary.by_language[name] = summary.by_language.get(name, 0) + value

@@ -41,6 +41,8 @@ from pipeline.graph.stages import (
     apply_stages,
     batch_items,
     count_by_stage,
+    story_options,
+    wants_stories,
     write_alerts,
     write_sinks,
 )
@@ -179,7 +181,8 @@ def _recount_and_export(config: Config, store: ArticleStore,
     p = new_pipeline(config, beam_args)
     clear_shards(s.path for s in file_sinks(config.sinks) if s.path is not None)
     stored = p | "StoredArticles" >> beam.Create(in_windows, reshuffle=False)
-    counted = stored | "Recount" >> CountPerWindow(config.windows.size, config.windows.period)
+    counted = stored | "Recount" >> CountPerWindow(config.windows.size, config.windows.period,
+                                                   stories=wants_stories(config))
     wanted = {(from_epoch(s), from_epoch(e)) for s, e in windows}
     in_dirty = lambda r: (r.window_start, r.window_end) in wanted  # noqa: E731
     counts = counted["counts"] | "OnlyDirtyCounts" >> beam.Filter(in_dirty)
@@ -188,7 +191,9 @@ def _recount_and_export(config: Config, store: ArticleStore,
     staged_dead = p | "StagedDeadLetters" >> beam.Create(dead, reshuffle=False)
     recount_dead = counted["dead_letters"] | "RecountByStage" >> beam.Map(count_by_stage)
     outputs = StageOutputs(articles=new_articles, counts=counts, topics=topics,
-                           dead_letters=(staged_dead, recount_dead) | "AllDead" >> beam.Flatten())
+                           dead_letters=(staged_dead, recount_dead) | "AllDead" >> beam.Flatten(),
+                           stories=(counted["stories"] | "OnlyDirtyStories" >> beam.Filter(in_dirty))
+                           if "stories" in counted else None)
     if config.alerts:
         alerts = _alerts_stage(p, config, store, windows)
         for sink in _store_sinks(config, ("alerts",)):
@@ -206,7 +211,7 @@ def _recount_and_export(config: Config, store: ArticleStore,
 
 def _clear_period(config: Config, store: ArticleStore, windows: Sequence[tuple[float, float]]) -> None:
     """Rebuild: rows of recounted windows go first, so a key that vanished does not linger."""
-    paths = {s.path for s in config.sinks if s.type == "sqlite" and s.what in ("counts", "topics")}
+    paths = {s.path for s in config.sinks if s.type == "sqlite" and s.what in ("counts", "topics", "stories")}
     paths.add(config.state.path)
     bounds = [(from_epoch(s), from_epoch(e)) for s, e in windows]
     for path in paths:
@@ -215,7 +220,7 @@ def _clear_period(config: Config, store: ArticleStore, windows: Sequence[tuple[f
         conn = sqlite.connect(path)
         try:
             with conn:
-                for table in ("counts", "topics"):
+                for table in ("counts", "topics", "stories"):
                     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
                     if exists:
                         conn.executemany(f"DELETE FROM {table} WHERE window_start = ? AND window_end = ?", bounds)
@@ -243,7 +248,8 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
             staging = _staging(config, run, "articles")
             p = new_pipeline(config, beam_args)
             items, extra = batch_items(p, config, docs, fetch_dead)
-            outputs = apply_stages(items, config, extra_dead=extra, counts=False)
+            # stories are grouped at commit, against the signatures stored by earlier runs
+            outputs = apply_stages(items, config, extra_dead=extra, counts=False, stories=False)
             outputs.articles | "Stage" >> _WriteStaging(staging, _article_line)
             dead_staging = _staging(config, run, "dead_letters.partial")
             outputs.dead_letters | "StageDead" >> _WriteStaging(dead_staging, _dead_line)
@@ -256,12 +262,13 @@ def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool
             staged = list(_read_staging(staging))
             # a finished pass 1 publishes its dead letters for export (a killed one never does)
             dead_staging.rename(_staging(config, run, "dead_letters"))
-            new = store.commit(run, staged, summary.items_read)
+            new = store.commit(run, staged, summary.items_read, stories=story_options(config))
             crash_point("after_commit")
             held.flush()
             # articles seen in an earlier run are duplicates of this one
             summary.duplicates += len(staged) - len(new)
             summary.articles = len(new)
+            summary.stories = len({a.story or a.id for a in new})
             summary.by_language, summary.by_topic = {}, {}   # this run's new articles only
             summary.count_articles(new)
             windows, exported = _recount_and_export(config, store, beam_args)

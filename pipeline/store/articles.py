@@ -10,7 +10,10 @@ from typing import Any, Iterable, Sequence
 
 from pipeline.store import sqlite
 from transforms.counts import windows_of
+import numpy as np
+
 from transforms.records import Article, article_from_state, article_to_state
+from transforms.stories import Remembered, StoryOptions, features, order_key, title_numbers
 from transforms.timeutil import now_iso, to_epoch
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,11 @@ CREATE TABLE IF NOT EXISTS stored_articles (
 CREATE INDEX IF NOT EXISTS stored_articles_published ON stored_articles (published);
 CREATE TABLE IF NOT EXISTS dirty_windows (
   window_start REAL NOT NULL, window_end REAL NOT NULL, PRIMARY KEY (window_start, window_end));
+CREATE TABLE IF NOT EXISTS story_signatures (
+  id TEXT PRIMARY KEY, language TEXT NOT NULL, published REAL NOT NULL, story TEXT NOT NULL,
+  signature BLOB NOT NULL, numbers TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS story_signatures_time ON story_signatures (language, published);
+CREATE INDEX IF NOT EXISTS story_signatures_story ON story_signatures (story);
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, started TEXT NOT NULL, committed TEXT, finished TEXT,
   items_read INTEGER, new_articles INTEGER);
@@ -49,11 +57,53 @@ class ArticleStore:
             self.db.execute("INSERT INTO runs (id, started) VALUES (?, ?)", (run, now_iso()))
         return run
 
-    def commit(self, run: str, articles: Iterable[Article], items_read: int) -> list[Article]:
-        """Insert the articles whose id is new; mark their windows dirty. One transaction."""
+    def _is_stored(self, ident: str) -> bool:
+        return self.db.execute("SELECT 1 FROM stored_articles WHERE id = ?", (ident,)).fetchone() is not None
+
+    def assign_stories(self, articles: Sequence[Article], options: StoryOptions) -> list[Article]:
+        """Give new articles their story: matched against the signatures of stored articles
+        published within the horizon (any earlier run) and against each other, in (published,
+        id) order.  Articles already stored are returned unchanged (a rerun changes nothing).
+        Signatures of the new articles are written in the caller's transaction."""
+        fresh = sorted({a.id: a for a in articles if not self._is_stored(a.id)}.values(), key=order_key)
+        by_id: dict[str, Article] = {}
+        for language in sorted({a.language for a in fresh}):
+            group = [a for a in fresh if a.language == language]
+            lo = to_epoch(group[0].published) - options.horizon
+            hi = to_epoch(group[-1].published) + options.horizon
+            matcher = options.matcher()
+            matcher.max_remembered = 2 ** 62          # the loaded range bounds it here
+            for ident, published, story, blob, numbers in self.db.execute(
+                    "SELECT id, published, story, signature, numbers FROM story_signatures "
+                    "WHERE language = ? AND published >= ? AND published <= ? ORDER BY published, id",
+                    (language, lo, hi)):
+                matcher.remember(Remembered(ident, published, story, np.frombuffer(blob, dtype=np.uint32),
+                                            tuple(json.loads(numbers))))
+            for article in group:
+                published = to_epoch(article.published)
+                sig = matcher.signer.sign(features(article.title, article.summary, options.min_title_tokens))
+                numbers_ = title_numbers(article.title)
+                story = matcher.match(sig, published, numbers_) or article.id
+                if sig is not None:
+                    matcher.remember(Remembered(article.id, published, story, sig, numbers_))
+                    self.db.execute("INSERT OR IGNORE INTO story_signatures VALUES (?, ?, ?, ?, ?, ?)",
+                                    (article.id, language, published, story, sig.tobytes(), json.dumps(numbers_)))
+                by_id[article.id] = article.replace(story=story)
+        sizes = {story: self.db.execute("SELECT count(*) FROM story_signatures WHERE story = ?",
+                                        (story,)).fetchone()[0]
+                 for story in sorted({a.story for a in by_id.values()})}
+        return [by_id[a.id].replace(story_size=max(1, sizes.get(by_id[a.id].story, 1))) if a.id in by_id else a
+                for a in articles]
+
+    def commit(self, run: str, articles: Iterable[Article], items_read: int,
+               stories: StoryOptions | None = None) -> list[Article]:
+        """Insert the articles whose id is new (with their story); mark their windows dirty.
+        One transaction."""
         new: list[Article] = []
         stamp = now_iso()
         with self.db:
+            if stories is not None:
+                articles = self.assign_stories(list(articles), stories)
             for article in articles:
                 published = to_epoch(article.published)
                 cursor = self.db.execute(
@@ -130,4 +180,6 @@ class ArticleStore:
             slim.append((json.dumps(data, ensure_ascii=False), ident))
         with self.db:
             self.db.executemany("UPDATE stored_articles SET state = ? WHERE id = ?", slim)
+            # story signatures past the retention horizon go too (about 0.7 KB per article)
+            self.db.execute("DELETE FROM story_signatures WHERE published < ?", (cutoff,))
         return len(slim)

@@ -24,12 +24,14 @@ from typing import Any, Iterator, Sequence
 from pipeline.store import sqlite
 from transforms.records import NATURAL_KEYS, RECORD_FIELDS
 
-WHATS = ("articles", "counts", "topics", "alerts", "dead_letters")
-LIST_FIELDS = {"articles": ("topics", "keywords"), "alerts": ("articles",)}
-INT_FIELDS = {"counts": ("articles", "mentions"), "topics": ("articles",), "alerts": ("count",)}
+WHATS = ("articles", "counts", "topics", "alerts", "dead_letters", "stories")
+LIST_FIELDS = {"articles": ("topics", "keywords"), "alerts": ("articles",),
+               "stories": ("outlets", "languages", "topics")}
+INT_FIELDS = {"counts": ("articles", "stories", "mentions"), "topics": ("articles", "stories"),
+              "alerts": ("count",), "articles": ("story_size",), "stories": ("size",)}
 FLOAT_FIELDS = {"articles": ("language_confidence",), "alerts": ("baseline", "score")}
 TIME_FIELD = {"articles": "published", "counts": "window_start", "topics": "window_start",
-              "alerts": "window_start", "dead_letters": "at"}
+              "alerts": "window_start", "dead_letters": "at", "stories": "window_start"}
 READABLE_TYPES = ("sqlite", "jsonl", "csv")
 
 
@@ -44,6 +46,7 @@ class StoredOutputs:
     topics: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    stories: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)        # files actually read
     skipped: list[str] = field(default_factory=list)      # sinks that could not be read back, and why
     since: str | None = None

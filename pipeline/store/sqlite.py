@@ -54,6 +54,7 @@ SQLITE_INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
     "topics": (("topics_topic_window", "topic, window_start"),),
     "alerts": (("alerts_window", "window_start"),),
     "dead_letters": (("dead_letters_at", "at"),),
+    "stories": (("stories_window", "window_start"),),
 }
 
 
@@ -63,6 +64,11 @@ def connect_records(path: Path | str) -> sqlite3.Connection:
     for what, cols in SQLITE_COLUMNS.items():
         key = ", ".join(NATURAL_KEYS[what])
         conn.execute(f"CREATE TABLE IF NOT EXISTS {what} ({', '.join(cols)}, PRIMARY KEY ({key}))")
+        # a file written by an older mediamon lacks newer columns (story, stories...): add them
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({what})")}
+        for col in cols:
+            if col not in have:
+                conn.execute(f"ALTER TABLE {what} ADD COLUMN {col}")
         for name, columns in SQLITE_INDEXES.get(what, ()):
             conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {what} ({columns})")
     return conn

@@ -25,6 +25,9 @@ from pipeline.store.outputs import StoredOutputs
 from transforms.spike_rules import AlertRule
 
 LATEST_PER_TOPIC = 10
+TOP_STORIES = 10           # stories listed per window
+STORY_WINDOWS = 10         # the latest windows that get a "top stories" list
+COUNT_MEASURES = ("articles", "stories")
 TOP_SOURCES = 20
 MAX_ALERT_ARTICLES = 20
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -78,14 +81,20 @@ details summary { cursor: pointer; }
 
 
 def write_report(outputs: StoredOutputs, alerts_rules: Sequence[AlertRule], out: Path, title: str,
-                 topic_names: Mapping[str, str] | None = None) -> Path:
-    """Write the report to `out` (folders created) and return its path."""
+                 topic_names: Mapping[str, str] | None = None, measure: str = "articles") -> Path:
+    """Write the report to `out` (folders created) and return its path.  `measure` is what the
+    topic charts count: `articles`, or `stories` (near-duplicate copies counted once)."""
+    if measure not in COUNT_MEASURES:
+        raise ValueError(f"measure must be one of {', '.join(COUNT_MEASURES)}, got {measure!r}")
     names = dict(topic_names or {})
     charts: list[str] = []
     sections = [
         _section("topics", "Topics over time",
-                 _topic_charts(outputs, names, charts), "Articles tagged with each topic per window, by language; "
+                 _topic_charts(outputs, names, charts, measure),
+                 f"{measure.capitalize()} tagged with each topic per window, by language; "
                  "windows that raised an alert are marked."),
+        _section("stories", "Top stories", _top_stories(outputs),
+                 "Per window, the stories reported by the most outlets (near-duplicate articles grouped)."),
         _section("keywords", "Tracked keywords", _keyword_chart(outputs, charts),
                  "Articles mentioning each tracked keyword per window (all languages)."),
         _section("sources", "Top sources", _sources_chart(outputs, charts), None),
@@ -124,12 +133,15 @@ def _figure_html(fig: go.Figure, charts: list[str], title: str, x_title: str, y_
                            config={"displaylogo": False, "responsive": True}))
 
 
-def _topic_charts(outputs: StoredOutputs, names: Mapping[str, str], charts: list[str]) -> str:
+def _topic_charts(outputs: StoredOutputs, names: Mapping[str, str], charts: list[str],
+                  measure: str = "articles") -> str:
     by_topic: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     for row in outputs.topics:
         lang = str(row.get("language") or "und")
         windows = by_topic[str(row["topic"])][lang]
-        windows[str(row["window_start"])] = windows.get(str(row["window_start"]), 0) + int(row["articles"] or 0)
+        # a row from before stories were counted has none: each of its articles is a story
+        value = row.get(measure) if row.get(measure) is not None else row.get("articles")
+        windows[str(row["window_start"])] = windows.get(str(row["window_start"]), 0) + int(value or 0)
     if not by_topic:
         return _empty("No topic counts in this period.")
     alerts_by_topic: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -154,8 +166,8 @@ def _topic_charts(outputs: StoredOutputs, names: Mapping[str, str], charts: list
                             hovertemplate="%{text}<extra>alert</extra>")
         fig.update_layout(barmode="stack")
         name = names.get(topic, topic)
-        parts.append(_figure_html(fig, charts, f"Topic “{name}”: articles per window by language",
-                                  "Window start (UTC)", "Articles"))
+        parts.append(_figure_html(fig, charts, f"Topic “{name}”: {measure} per window by language",
+                                  "Window start (UTC)", measure.capitalize()))
     return "\n".join(parts)
 
 
@@ -257,6 +269,52 @@ def _latest_articles(outputs: StoredOutputs, names: Mapping[str, str]) -> str:
     return "\n".join(parts)
 
 
+def _stories_by_window(outputs: StoredOutputs) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Story records per window: from a `stories` sink, else built from the articles' `story`."""
+    by_window: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    if outputs.stories:
+        for row in outputs.stories:
+            by_window[(str(row["window_start"]), str(row["window_end"]))].append(row)
+        return by_window
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for article in outputs.articles:
+        groups[str(article.get("story") or article.get("id"))].append(article)
+    for story, members in groups.items():
+        members.sort(key=lambda a: (str(a.get("published") or ""), str(a.get("id"))))
+        first = next((a for a in members if a.get("id") == story), members[0])
+        day = str(members[0].get("published") or "")[:10]
+        by_window[(day, day)].append({
+            "story": story, "headline": first.get("title"), "url": first.get("url"),
+            "outlets": sorted({str(a.get("source")) for a in members}),
+            "languages": sorted({str(a.get("language")) for a in members}), "size": len(members),
+            "first_seen": members[0].get("published"), "last_seen": members[-1].get("published")})
+    return by_window
+
+
+def _top_stories(outputs: StoredOutputs) -> str:
+    by_window = _stories_by_window(outputs)
+    if not by_window:
+        return _empty("No stories in this period.")
+    parts = []
+    for window in sorted(by_window, reverse=True)[:STORY_WINDOWS]:
+        stories = sorted(by_window[window], key=lambda r: (-len(r.get("outlets") or []), -int(r.get("size") or 0),
+                                                           str(r.get("first_seen") or ""), str(r.get("story"))))
+        rows = "".join(
+            f"<tr><td>{_link(r.get('url'), r.get('headline'))}</td>"
+            f"<td class=\"num\">{len(r.get('outlets') or [])}</td><td class=\"num\">{_e(r.get('size'))}</td>"
+            f"<td dir=\"auto\">{_e(', '.join(map(str, r.get('outlets') or [])))}</td>"
+            f"<td>{_e(', '.join(map(str, r.get('languages') or [])))}</td>"
+            f"<td>{_e(r.get('first_seen'))} – {_e(r.get('last_seen'))}</td></tr>"
+            for r in stories[:TOP_STORIES])
+        start, end = window
+        label = f"{start} – {end}" if start != end else f"{start} (day of first publication)"
+        parts.append(f"<h3>{_e(label)} <small>({len(stories)} stories)</small></h3>"
+                     "<table class=\"stories\"><thead><tr><th>Headline</th><th>Outlets</th><th>Articles</th>"
+                     "<th>Outlet names</th><th>Languages</th><th>First – last seen (UTC)</th></tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
+    return "\n".join(parts)
+
+
 def _rules_list(rules: Iterable[AlertRule]) -> str:
     items = [f"<li>{_e(rule.describe())}</li>" for rule in rules]
     return f"<ul>{''.join(items)}</ul>" if items else _empty("No alert rules configured.")
@@ -296,7 +354,7 @@ def _page(title: str, outputs: StoredOutputs, sections: list[str]) -> str:
 <h1 dir="auto">{_e(title)}</h1>
 <p class="meta">Period {_e(period_from)} – {_e(period_to)} (UTC) · {_e(totals)} · generated {_e(generated)}</p>
 <div id="report-errors" role="alert" hidden></div>
-<nav><a href="#topics">Topics</a> · <a href="#keywords">Keywords</a> · <a href="#sources">Sources</a> ·
+<nav><a href="#topics">Topics</a> · <a href="#stories">Top stories</a> · <a href="#keywords">Keywords</a> · <a href="#sources">Sources</a> ·
 <a href="#languages">Languages</a> · <a href="#alerts">Alerts</a> · <a href="#latest">Latest articles</a> ·
 <a href="#rules">Rules</a></nav>
 {''.join(sections)}

@@ -1,0 +1,388 @@
+"""Stories: near-duplicate articles (wire copies, rewrites) grouped into one story.
+
+Pure logic first (no Beam), then the stage `GroupStories`.
+
+* `features(title, summary)`: the folded tokens (the folding of topic matching,
+  transforms/textnorm.py; Arabic proclitics و ف ب ك ل ال stripped, tashkeel and Latin
+  diacritics folded) of the title, without a trailing outlet tag (`- Reuters`, `| Al Jazeera`),
+  and of the lede (the summary's first sentence, at most `LEDE_WORDS` words).  A title of
+  fewer than `min_title_tokens` tokens gives no features: such an item never merges.
+* `signature(features)`: a datasketch MinHash (`num_perm` 32-bit values, so 4 * num_perm
+  bytes per remembered article).
+* `StoryMatcher`: per language, articles in (published, id) order; an article joins the story
+  of the most similar earlier article (estimated Jaccard >= `threshold`) published within
+  `horizon` seconds of it, else it starts its own story, whose id is its own id.  Candidates
+  come from a datasketch MinHashLSH index (at a lower threshold than the verification, so the
+  index does not decide), articles older than the horizon leave the index: memory is bounded
+  by the articles of one horizon.
+
+The stage (`GroupStories`): batch groups each language's articles under one key (as
+compressed bytes) and runs the matcher in order, so the result does not depend on the runner
+or on bundle order; every article gets `story` and `story_size` (the story's size in the
+run).  Streaming keeps per language the remembered signatures in state (expired by an
+event-time timer `horizon` after their published time, and at most `max_remembered`), and
+an article gets the story and its size so far.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence, cast
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.typehints import KV
+from apache_beam.utils.timestamp import Timestamp
+from datasketch import MinHash, MinHashLSH
+
+from transforms.records import Article, ArticleCoder
+from transforms.textnorm import TOKEN_RE, fold, is_arabic, lookup_keys
+from transforms.timeutil import to_epoch
+
+DEFAULT_HORIZON = 3 * 86400.0
+DEFAULT_THRESHOLD = 0.4
+TITLE_WEIGHT = 3                      # a title token counts as this many features (lede tokens: 1)
+MAX_NUMBERS = 4
+DEFAULT_NUM_PERM = 128
+DEFAULT_MIN_TITLE_TOKENS = 3
+DEFAULT_MAX_REMEMBERED = 50_000       # per language: batch matcher and streaming state
+LEDE_WORDS = 40
+_SEED = 1
+
+_MERGED = Metrics.counter("mediamon", "story_merges")
+_STORIES = Metrics.counter("mediamon", "stories")      # articles that start a story
+
+# a trailing outlet tag: " - Reuters", " | Al Jazeera", " — AFP" (at most 5 words after it)
+_TAG = re.compile(r"\s+[-|–—:]\s+[^-|–—:]{1,60}$")
+_SENTENCE = re.compile(r"(?<=[.!?؟。])\s+")
+
+
+def strip_outlet(title: str) -> str:
+    """`Title - Outlet` -> `Title` when the tag is short (at most 5 words) and the rest long."""
+    match = _TAG.search(title)
+    if match and len(match.group(0).split()) <= 6 and len(title[:match.start()].split()) >= 3:
+        return title[:match.start()]
+    return title
+
+
+def lede(summary: str) -> str:
+    """The summary's first sentence, at most LEDE_WORDS words."""
+    first = _SENTENCE.split(summary.strip(), maxsplit=1)[0] if summary.strip() else ""
+    return " ".join(first.split()[:LEDE_WORDS])
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _key(token: str) -> str:
+    """A folded token's comparison key: Arabic proclitics stripped; "" for a short function word."""
+    if is_arabic(token):
+        keys = lookup_keys(token)
+        token = min(keys, key=len) if keys else token
+    return token if len(token) >= MIN_TOKEN or token.isdigit() else ""
+
+
+MIN_TOKEN = 3      # shorter tokens (of, in, le, de, ve, في, من) are mostly function words: left out
+
+
+def words(text: str) -> list[str]:
+    """Comparison keys of a text: folded once (as topic matching folds), split into tokens."""
+    return [k for k in map(_key, TOKEN_RE.findall(fold(text))) if k]
+
+
+def title_tokens(title: str) -> list[str]:
+    """The title's folded tokens, outlet tag stripped, numbers kept, words under 3 letters left out."""
+    return words(strip_outlet(title))
+
+
+def features(title: str, summary: str, min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS) -> set[str]:
+    """The set compared between articles; empty (never merges) when the title is too short.
+
+    Title tokens count TITLE_WEIGHT times (`1:token`, `2:token` beside `token`): the title
+    carries the story, and outlets replace the lede more often than the title."""
+    head = set(title_tokens(title))
+    if len(head) < min_title_tokens:
+        return set()
+    feats = head | set(words(lede(summary)))
+    for copy in range(1, TITLE_WEIGHT):
+        feats |= {f"{copy}:{t}" for t in head}
+    return feats
+
+
+def title_numbers(title: str) -> tuple[str, ...]:
+    """The numbers in the title (at most MAX_NUMBERS): a follow-up with another toll or round
+    number ("3 killed" / "6 killed", "round 19" / "round 21") is another story."""
+    return tuple(sorted({t for t in title_tokens(title) if t.isdigit()}))[:MAX_NUMBERS]
+
+
+def numbers_agree(a: Sequence[str], b: Sequence[str]) -> bool:
+    return not a or not b or bool(set(a) & set(b))
+
+
+class Signer:
+    """Feature sets -> MinHash signatures (the permutations are made once)."""
+
+    def __init__(self, num_perm: int = DEFAULT_NUM_PERM) -> None:
+        self.num_perm = num_perm
+        self._template = MinHash(num_perm=num_perm, seed=_SEED)
+
+    def sign(self, feats: Iterable[str]) -> np.ndarray | None:
+        items = sorted(feats)
+        if not items:
+            return None
+        m = MinHash(num_perm=self.num_perm, seed=_SEED, permutations=self._template.permutations, scheme=self._template.scheme)
+        m.update_batch([f.encode("utf-8") for f in items])
+        return np.asarray(m.hashvalues, dtype=np.uint32)
+
+    def minhash(self, values: np.ndarray) -> MinHash:
+        return MinHash(num_perm=self.num_perm, seed=_SEED, hashvalues=values,
+                       permutations=self._template.permutations, scheme=self._template.scheme)
+
+
+def similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Estimated Jaccard similarity of two signatures (0 when either is missing)."""
+    if a is None or b is None:
+        return 0.0
+    return float(np.count_nonzero(a == b)) / len(a)
+
+
+@dataclass
+class Remembered:
+    """One article the matcher remembers: about 4 * num_perm + 100 bytes."""
+
+    id: str
+    published: float
+    story: str
+    signature: np.ndarray
+    numbers: tuple[str, ...] = ()
+
+
+class StoryMatcher:
+    """One language's stories: feed articles in (published, id) order to `assign`."""
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, horizon: float = DEFAULT_HORIZON,
+                 num_perm: int = DEFAULT_NUM_PERM, max_remembered: int = DEFAULT_MAX_REMEMBERED) -> None:
+        self.threshold = threshold
+        self.horizon = horizon
+        self.num_perm = num_perm
+        self.max_remembered = max_remembered
+        self.signer = Signer(num_perm)
+        self.lsh = MinHashLSH(threshold=max(0.1, threshold - 0.2), num_perm=num_perm)
+        self.remembered: dict[str, Remembered] = {}     # insertion order = published order
+        self.sizes: dict[str, int] = {}
+        self._stale = 0                                  # forgotten ids still in the LSH index
+
+    def _forget_before(self, moment: float) -> None:
+        while self.remembered:
+            oldest = next(iter(self.remembered.values()))
+            if oldest.published >= moment and len(self.remembered) < self.max_remembered:
+                break
+            del self.remembered[oldest.id]
+            self._stale += 1
+        if self._stale > max(1000, len(self.remembered)):   # rebuild: amortised O(1) per article
+            self.lsh = MinHashLSH(threshold=max(0.1, self.threshold - 0.2), num_perm=self.num_perm)
+            for entry in self.remembered.values():
+                self.lsh.insert(entry.id, self.signer.minhash(entry.signature))
+            self._stale = 0
+
+    def remember(self, entry: Remembered, minhash: MinHash | None = None) -> None:
+        """Add an article whose story is already known (from the state store)."""
+        if entry.id in self.remembered:
+            return
+        self.remembered[entry.id] = entry
+        self.lsh.insert(entry.id, minhash if minhash is not None else self.signer.minhash(entry.signature))
+        self.sizes[entry.story] = self.sizes.get(entry.story, 0) + 1
+
+    def match(self, signature: np.ndarray | None, published: float,
+              numbers: tuple[str, ...] = (), minhash: MinHash | None = None) -> str | None:
+        """The story of the most similar remembered article within the horizon, if any."""
+        if signature is None:
+            return None
+        best: tuple[float, float, str] | None = None
+        for ident in self.lsh.query(minhash if minhash is not None else self.signer.minhash(signature)):
+            other = self.remembered.get(ident)
+            if other is None:                            # forgotten, still in the index
+                continue
+            if abs(other.published - published) > self.horizon or not numbers_agree(numbers, other.numbers):
+                continue
+            score = similarity(signature, other.signature)
+            if score >= self.threshold:
+                candidate = (score, -other.published, other.story)
+                if best is None or candidate > best:
+                    best = candidate
+        return best[2] if best else None
+
+    def assign(self, ident: str, published: float, signature: np.ndarray | None,
+               numbers: tuple[str, ...] = ()) -> str:
+        """This article's story id (its own id when it starts a story)."""
+        self._forget_before(published - self.horizon)
+        minhash = self.signer.minhash(signature) if signature is not None else None
+        story = self.match(signature, published, numbers, minhash) or ident
+        (_MERGED if story != ident else _STORIES).inc()
+        if signature is not None:
+            self.remember(Remembered(ident, published, story, signature, numbers), minhash)
+        else:
+            self.sizes[story] = self.sizes.get(story, 0) + 1
+        return story
+
+
+def order_key(article: Article) -> tuple[float, str, str]:
+    return (to_epoch(article.published), article.fetched, article.id)
+
+
+def group_articles(articles: Sequence[Article], matcher: StoryMatcher,
+                   min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS) -> list[Article]:
+    """One language's articles -> the same articles with `story` and `story_size` set."""
+    ordered = sorted(articles, key=order_key)
+    stories = [matcher.assign(a.id, to_epoch(a.published),
+                              matcher.signer.sign(features(a.title, a.summary, min_title_tokens)),
+                              title_numbers(a.title))
+               for a in ordered]
+    return [a.replace(story=s, story_size=matcher.sizes[s]) for a, s in zip(ordered, stories)]
+
+
+# ---------------------------------------------------------------- the stage
+
+@dataclass(frozen=True)
+class StoryOptions:
+    threshold: float = DEFAULT_THRESHOLD
+    horizon: float = DEFAULT_HORIZON
+    num_perm: int = DEFAULT_NUM_PERM
+    min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS
+    max_remembered: int = DEFAULT_MAX_REMEMBERED
+
+    def matcher(self) -> StoryMatcher:
+        return StoryMatcher(self.threshold, self.horizon, self.num_perm, self.max_remembered)
+
+
+_CODER = ArticleCoder()
+
+
+def _pack(article: Article) -> tuple[str, bytes]:
+    return article.language, zlib.compress(_CODER.encode(article), 1)
+
+
+class _GroupLanguageFn(beam.DoFn):
+    def __init__(self, options: StoryOptions) -> None:
+        self.options = options
+
+    def process(self, element: tuple[str, Iterable[bytes]]) -> Iterator[Article]:
+        _, packed = element
+        articles = [_CODER.decode(zlib.decompress(p)) for p in packed]
+        yield from group_articles(articles, self.options.matcher(), self.options.min_title_tokens)
+
+
+def _empty_memory(num_perm: int) -> dict[str, Any]:
+    return {"ids": [], "published": np.zeros(0, dtype=np.float64), "stories": [], "numbers": [],
+            "signatures": np.zeros((0, num_perm), dtype=np.uint32), "sizes": {}}
+
+
+def _keep(memory: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
+    """The memory with only the given rows (and the sizes of the stories they belong to)."""
+    stories = [memory["stories"][i] for i in rows]
+    live = set(stories)
+    return {"ids": [memory["ids"][i] for i in rows], "published": memory["published"][rows],
+            "stories": stories, "numbers": [memory["numbers"][i] for i in rows],
+            "signatures": memory["signatures"][rows],
+            "sizes": {k: n for k, n in memory["sizes"].items() if k in live}}
+
+
+class _StreamingStoriesFn(beam.DoFn):
+    """Per language: the remembered articles of one horizon, in state (columns: ids, times,
+    stories, title numbers, an n x num_perm signature matrix), expired by an event-time timer
+    and capped at `max_remembered`.  Each article is scored against every remembered one at
+    once (numpy), with the batch matcher's rule and tie-break."""
+
+    MEMORY = ReadModifyWriteStateSpec("memory", PickleCoder())
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, options: StoryOptions) -> None:
+        self.options = options
+
+    def setup(self) -> None:
+        self.signer = Signer(self.options.num_perm)
+
+    def process(self, element: tuple[str, Article],
+                memory: Any = beam.DoFn.StateParam(MEMORY),
+                expiry: Any = beam.DoFn.TimerParam(EXPIRY)) -> Iterator[Article]:
+        _, article = element
+        opts = self.options
+        mem = memory.read() or _empty_memory(opts.num_perm)
+        published = to_epoch(article.published)
+        sig = self.signer.sign(features(article.title, article.summary, opts.min_title_tokens))
+        numbers = title_numbers(article.title)
+        story = article.id
+        if sig is not None and mem["ids"]:
+            scores = (mem["signatures"] == sig).mean(axis=1)
+            near = np.abs(mem["published"] - published) <= opts.horizon
+            best: tuple[float, float, str] | None = None
+            for i in np.nonzero(near & (scores >= opts.threshold))[0]:
+                if mem["ids"][i] == article.id or not numbers_agree(numbers, mem["numbers"][i]):
+                    continue
+                candidate = (float(scores[i]), -float(mem["published"][i]), mem["stories"][i])
+                if best is None or candidate > best:
+                    best = candidate
+            if best is not None:
+                story = best[2]
+        (_MERGED if story != article.id else _STORIES).inc()
+        size = mem["sizes"].get(story, 0) + 1
+        if sig is not None:       # an article that cannot match is a story of one: nothing to keep
+            mem["sizes"][story] = size
+            mem["ids"].append(article.id)
+            mem["stories"].append(story)
+            mem["numbers"].append(numbers)
+            mem["published"] = np.append(mem["published"], published)
+            mem["signatures"] = np.vstack([mem["signatures"], sig[None, :]])
+            if len(mem["ids"]) > opts.max_remembered:
+                newest = np.argsort(mem["published"], kind="stable")[-opts.max_remembered:]
+                mem = _keep(mem, np.sort(newest))
+        memory.write(mem)
+        oldest = float(mem["published"].min()) if mem["ids"] else published
+        expiry.set(Timestamp(oldest + opts.horizon))
+        yield article.replace(story=story, story_size=size)
+
+    @on_timer(EXPIRY)
+    def expire(self, memory: Any = beam.DoFn.StateParam(MEMORY),
+               expiry: Any = beam.DoFn.TimerParam(EXPIRY),
+               now: Any = beam.DoFn.TimestampParam) -> None:
+        mem = memory.read()
+        if not mem:
+            return
+        cutoff = float(now) - self.options.horizon      # an entry lives until published + horizon
+        rows = np.nonzero(mem["published"] > cutoff)[0]
+        if not len(rows):
+            memory.clear()
+            return
+        mem = _keep(mem, rows)
+        memory.write(mem)
+        expiry.set(Timestamp(float(mem["published"].min()) + self.options.horizon))
+
+
+class GroupStories(beam.PTransform):
+    """Article -> Article with `story` (first article's id) and `story_size`, per language.
+
+    Batch: all of a language's articles in one group, matched in (published, id) order.
+    Streaming (`streaming=True`): per-language state of one horizon, bounded."""
+
+    def __init__(self, options: StoryOptions | None = None, streaming: bool = False) -> None:
+        super().__init__()
+        self.options = options or StoryOptions()
+        self.streaming = streaming
+
+    def expand(self, articles: beam.PCollection) -> beam.PCollection:
+        if not self.streaming:
+            grouped = (articles
+                       | "PackByLanguage" >> beam.Map(_pack).with_output_types(KV[str, bytes])
+                       | "GroupByLanguage" >> beam.GroupByKey()
+                       | "MatchStories" >> beam.ParDo(_GroupLanguageFn(self.options)).with_output_types(Article))
+            return cast("beam.PCollection", grouped)
+        streamed = (articles
+                    | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
+                    | "KeyByLanguage" >> beam.Map(lambda a: (a.language, a)).with_output_types(KV[str, Article])
+                    | "MatchStories" >> beam.ParDo(_StreamingStoriesFn(self.options)).with_output_types(Article))
+        return cast("beam.PCollection", streamed)
