@@ -195,21 +195,8 @@ class Store:
         cols = self.columns(what)
         metric = "stories" if f.metric == "stories" and "stories" in cols else "articles"
         since, until = self.bounds(f)
-        where, args = ["1=1"], []
-        if since:
-            where.append("window_start >= ?")
-            args.append(since)
-        if until:
-            where.append("window_start < ?")
-            args.append(until)
-        if f.language:
-            where.append("language = ?")
-            args.append(f.language)
-        if f.topic and what == "topics":
-            where.append("topic = ?")
-            args.append(f.topic)
+        cond, args = _where(since, until, language=f.language, topic=f.topic if what == "topics" else None)
         group = "language" if by_language else key
-        cond = " AND ".join(where)
         with self._conn(path) as conn:
             lo, hi = since, until
             if lo is None:   # MIN or MAX alone of the primary key's first column: an index lookup
@@ -288,20 +275,11 @@ class Store:
         if path is None or not self.has_table(path, "alerts"):
             return []
         since, until = self.bounds(f)
-        where, args = ["1=1"], []
-        if since:
-            where.append("window_start >= ?")
-            args.append(since)
-        if until:
-            where.append("window_start < ?")
-            args.append(until)
-        if f.topic:
-            where.append("topic = ?")
-            args.append(f.topic)
+        cond, args = _where(since, until, topic=f.topic)
         with self._conn(path) as conn:
             conn.row_factory = sqlite3.Row
             rows = [dict(r) for r in conn.execute(
-                f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY window_start DESC, topic LIMIT ?",
+                f"SELECT * FROM alerts WHERE {cond} ORDER BY window_start DESC, topic LIMIT ?",
                 [*args, limit])]
         for alert in rows:
             try:
@@ -391,13 +369,8 @@ class Store:
             have = {row[1] for row in conn.execute("PRAGMA table_info(stories)")}
             if not {"story", "window_start", "size"} <= have:
                 return []
-            where, args = ["1=1"], []
-            if f.since:
-                where.append("window_start >= ?")
-                args.append(f.since)
-            if f.until:
-                where.append("window_start < ?")
-                args.append(f.until)
+            cond, args = _where(f.since, f.until)
+            where = [cond]
             for column, value in (("topics", f.topic), ("languages", f.language), ("outlets", f.source)):
                 if value and column in have:
                     where.append(f"{column} LIKE ? ESCAPE '\\'")
@@ -419,6 +392,22 @@ class Store:
                 except json.JSONDecodeError:
                     row[key] = []
         return rows
+
+
+def _where(since: str | None, until: str | None, **equal: str | None) -> tuple[str, list[Any]]:
+    """`window_start` in [since, until) and `column = value` for each value given: SQL and args."""
+    where, args = ["1=1"], []
+    if since:
+        where.append("window_start >= ?")
+        args.append(since)
+    if until:
+        where.append("window_start < ?")
+        args.append(until)
+    for column, value in equal.items():
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    return " AND ".join(where), args
 
 
 def _like(text: str) -> str:
