@@ -258,7 +258,7 @@ def stories(chk: Checker, raw: Any) -> StoriesConfig:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         chk.err("stories.threshold", f"expected a number in (0, 1], got {threshold!r}")
         threshold = d.threshold
-    return StoriesConfig(horizon=chk.duration(st.get("horizon"), "stories.horizon", d.horizon) or d.horizon,
+    return StoriesConfig(horizon=chk.duration(st.get("horizon"), "stories.horizon", d.horizon, positive=True) or d.horizon,
                          threshold=float(threshold))
 
 

@@ -16,6 +16,8 @@ every request must carry it (`?token=`, a `Bearer` header, or the cookie set on 
 from __future__ import annotations
 
 import hmac
+import html
+import logging
 import re
 import sqlite3
 from dataclasses import replace
@@ -33,14 +35,18 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pipeline.config import Config
-from pipeline.tools.serve.queries import Filters, Store, iso, store_of
+from pipeline.feeds.documents import all_feeds
+from pipeline.tools.serve.queries import Filters, Store, store_of
+from transforms.records import DeadLetter
+from transforms.timeutil import iso_utc, parse_duration
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 PARAMS = {"since", "until", "period", "topic", "language", "source", "metric", "before", "limit",
           "refresh", "version", "token"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-_DURATION = re.compile(r"^(\d{1,6})([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PERIOD = re.compile(r"^\d{1,6}[smhdw]$")   # bounded, so a period stays a sane number of seconds
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})?$")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
@@ -60,10 +66,7 @@ def _time(name: str, value: str) -> str:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise BadParam(f"{name}={value!r} is not an ISO-8601 time (e.g. 2017-10-15 or 2017-10-15T09:00:00Z)")
-    if moment.tzinfo is None:
-        from datetime import timezone
-        moment = moment.replace(tzinfo=timezone.utc)
-    return iso(moment)
+    return iso_utc(moment)
 
 
 def _text(name: str, value: str) -> str:
@@ -88,10 +91,13 @@ def parse_filters(query: Any) -> tuple[Filters, float]:
     if get.get("period") == "all":
         f = replace(f, period=None)
     elif "period" in get:
-        m = _DURATION.match(get["period"])
-        if not m or int(m.group(1)) == 0:
+        try:
+            seconds = parse_duration(get["period"]) if _PERIOD.match(get["period"]) else 0.0
+        except ValueError:
+            seconds = 0.0
+        if not seconds:
             raise BadParam(f"period={get['period']!r}: write a duration such as 24h or 7d, or 'all'")
-        f = replace(f, period=float(int(m.group(1)) * _UNITS[m.group(2)]))
+        f = replace(f, period=seconds)
     if "topic" in get:
         f = replace(f, topic=_text("topic", get["topic"]))
     if "source" in get:
@@ -158,13 +164,12 @@ def create_app(config: Config, token: str | None = None, store: Store | None = N
     names: dict[str, str] = {}
 
     def feed_names() -> dict[str, str]:
-        from pipeline.feeds.documents import all_feeds
         if not names:
-            try:
-                names.update({f.url: f.name for f in all_feeds(config)})
-            except (OSError, ValueError) as exc:  # an unreadable OPML file only costs the names
-                names["(feeds)"] = f"cannot list the configured feeds: {exc}"
-        return {k: v for k, v in names.items() if k != "(feeds)"}
+            unreadable: list[DeadLetter] = []   # an unreadable OPML file only costs its names
+            names.update({f.url: f.name for f in all_feeds(config, unreadable)})
+            for dead in unreadable:
+                log.warning("feed health: %s: %s", dead.raw, dead.error)
+        return names
 
     def bad(exc: Exception) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
@@ -174,7 +179,7 @@ def create_app(config: Config, token: str | None = None, store: Store | None = N
             parse_filters(request.query_params)
         except BadParam as exc:
             return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>400</title>"
-                                f"<p>400 Bad request: {_escape(str(exc))}</p><p><a href='/'>reset filters</a></p>",
+                                f"<p>400 Bad request: {html.escape(str(exc))}</p><p><a href='/'>reset filters</a></p>",
                                 status_code=400)
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
@@ -232,10 +237,6 @@ def create_app(config: Config, token: str | None = None, store: Store | None = N
     if allowed_hosts:
         middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
     return Starlette(routes=routes, middleware=middleware)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;").replace('"', "&quot;")
 
 
 def check_bind(host: str, allow_remote: bool, token: str | None) -> None:

@@ -18,18 +18,21 @@ import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from pipeline.store import sqlite
+from pipeline.store.outputs import WHATS
 from pipeline.store.sqlite import SQLITE_INDEXES
+from transforms.timeutil import from_epoch, to_epoch
 
-WHATS = ("articles", "counts", "topics", "alerts", "dead_letters")
 DEFAULT_PERIOD = 30 * 86400.0   # what the page shows without a period: the last 30 days stored
 MAX_POINTS = 400          # a chart with more windows than this is summed per day, then per month
 FEED_FIELDS = ("url", "current_url", "last_status", "http_status", "last_error", "last_fetch",
                "last_new_item", "error_count", "next_due", "retired")
+
+
+CORE_WHATS = tuple(w for w in WHATS if w != "stories")   # what status() reports on
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,8 @@ class Filters:
     limit: int = 25
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _shift(value: str, seconds: float) -> str:
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return iso(datetime.fromtimestamp(moment.timestamp() - seconds, timezone.utc))
+    return from_epoch(to_epoch(value) - seconds)
 
 
 @dataclass
@@ -86,12 +84,13 @@ class Store:
     def _cached(self, key: tuple[str, str], compute: Any) -> Any:
         """Schema facts, remembered until a sink file changes."""
         version = self.version()
-        if version != self._schema_version:
-            self._schema.clear()
+        if version != self._schema_version:   # handlers run in a thread pool: replace, never clear
+            self._schema = {}
             self._schema_version = version
-        if key not in self._schema:
-            self._schema[key] = compute()
-        return self._schema[key]
+        schema = self._schema
+        if key not in schema:
+            schema[key] = compute()
+        return schema[key]
 
     def columns(self, what: str) -> set[str]:
         path = self._existing(what)
@@ -132,7 +131,7 @@ class Store:
         """What is there, what is missing and what to run about it."""
         tables: dict[str, bool] = {}
         notices: list[str] = []
-        for what in WHATS:
+        for what in CORE_WHATS:
             path = self._existing(what)
             tables[what] = bool(path and self.has_table(path, what))
         if not self.paths:
@@ -203,7 +202,7 @@ class Store:
                 lo = conn.execute(f"SELECT MIN(window_start) FROM {what}").fetchone()[0]
             if hi is None:
                 hi = conn.execute(f"SELECT MAX(window_start) FROM {what}").fetchone()[0]
-            points = (_epoch(hi) - _epoch(lo)) / self.window if lo and hi else 0
+            points = (to_epoch(hi) - to_epoch(lo)) / self.window if lo and hi else 0
             width, label = 20, "window"
             if points > MAX_POINTS:
                 width, label = (10, "day") if points * self.window / 86400 <= MAX_POINTS else (7, "month")
@@ -221,6 +220,7 @@ class Store:
         return self._series("topics", "topic", f, by_language=False)
 
     def language_series(self, f: Filters) -> dict[str, Any]:
+        """Topic counts summed per language: an article tagged with two topics counts twice."""
         return self._series("topics", "topic", f, by_language=True)
 
     def keyword_series(self, f: Filters) -> dict[str, Any]:
@@ -338,7 +338,7 @@ class Store:
             row["name"] = names.get(url, "(no longer configured)")
             for key in ("last_fetch", "last_new_item", "next_due"):
                 if isinstance(row.get(key), (int, float)):
-                    row[key] = iso(datetime.fromtimestamp(float(row[key]), timezone.utc))
+                    row[key] = from_epoch(float(row[key]))
             rows.append(row)
         return {"note": "", "rows": rows}
 
@@ -424,10 +424,6 @@ def _distinct(conn: sqlite3.Connection, column: str, limit: int) -> list[str]:
     return [str(r[0]) for r in rows if r[0]]
 
 
-def _epoch(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 def _bucket_time(bucket: str) -> str:
     if len(bucket) == 7:
         return bucket + "-01T00:00:00Z"
@@ -454,7 +450,7 @@ def store_of(config: Any) -> Store:
     """The Store of a loaded Config: first sqlite sink per record kind; the state store for feeds."""
     paths: dict[str, Path] = {}
     for sink in config.sinks:
-        if sink.type == "sqlite" and (sink.what in WHATS or sink.what == "stories") and sink.path is not None:
+        if sink.type == "sqlite" and sink.what in WHATS and sink.path is not None:
             paths.setdefault(sink.what, Path(sink.path))
     return Store(paths=paths, state_path=config.state.path, config_file=str(config.file),
                  window=float(config.windows.period or config.windows.size),
