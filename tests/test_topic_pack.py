@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.tools.topictest import run_topic_tests
+from pipeline.tools.topictest import read_labelled, run_topic_tests, score_labelled
+from transforms.topic_matcher import Tagger
 from transforms.topic_matcher import Tagger
 from transforms.topic_rules import ExamplesSpec, Example, KeywordSpec, TopicSpec, VariantSpec, \
     parse_keywords, parse_topics, parse_variants
@@ -72,11 +73,11 @@ def test_labelled_file(tmp_path: Path) -> None:
         {"title": "Raqqa", "summary": "", "topics": ["raqqa"]},
         {"text": "ورقة", "topics": []},
     ]) + "\n", encoding="utf-8")
-    text, ok = run_topic_tests([failing_topic()], labelled=labelled)
-    assert not ok
-    row = next(line for line in text.splitlines() if line.startswith("raqqa "))
-    assert row.split() == ["raqqa", "3", "1", "0", "1", "1.00", "0.50"]
-    assert f"{labelled}:2" in text
+    topics = [failing_topic()]
+    score = score_labelled(Tagger(topics), topics, read_labelled(labelled, ["raqqa"]))
+    assert (score.topics["raqqa"]["tp"], score.topics["raqqa"]["fp"], score.topics["raqqa"]["fn"]) == (1, 0, 1)
+    assert score.topics["raqqa"]["precision"] == 1.0 and score.topics["raqqa"]["recall"] == 0.5
+    assert [(e["kind"], e["where"]) for e in score.errors] == [("miss", f"{labelled}:2")]
 
 
 def test_labelled_file_errors(tmp_path: Path) -> None:
@@ -84,10 +85,10 @@ def test_labelled_file_errors(tmp_path: Path) -> None:
     labelled.write_text('{"text": "ok", "topics": []}\n{"text": "x", "topics": ["nope"]}\n',
                         encoding="utf-8")
     with pytest.raises(ValueError, match="bad.jsonl:2: unknown topic id"):
-        run_topic_tests([failing_topic()], labelled=labelled)
+        read_labelled(labelled, ["raqqa"])
     labelled.write_text('{"text": "x"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="bad.jsonl:1: no labels"):
-        run_topic_tests([failing_topic()], labelled=labelled)
+        read_labelled(labelled, ["raqqa"])
 
 
 def test_topics_without_examples_pass_and_say_so() -> None:
