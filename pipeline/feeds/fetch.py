@@ -541,7 +541,3 @@ def feeds_status_text(store: FeedStateStore, feeds: Sequence[FeedSource]) -> str
                      for row in rows)
 
 
-
-
-
-

@@ -24,24 +24,6 @@ from transforms.spikes import DetectSpikes
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def run_batch(config: Config, beam_args: Sequence[str] = (), progress: bool = True) -> Summary:
     started = time.monotonic()
     if config.sources.pubsub is not None and not (config.sources.feeds or config.sources.opml or config.sources.jsonl):
