@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from types import FrameType
 from typing import Any, Sequence
 
@@ -39,7 +40,11 @@ from pipeline.graph.beam_patches import fix_direct_runner_metrics, larger_pubsub
 from pipeline.graph.runner import new_pipeline
 from pipeline.graph.stages import apply_stages, write_alerts, write_sinks
 from pipeline.graph.summary import Summary, metric_counters, read_metrics, sink_paths
+from pipeline.io.export import Exporter
 from pipeline.io.pubsub import (
+    Leases,
+    Pulled,
+    Puller,
     ensure_subscription,
     ensure_topic,
     is_heartbeat,
@@ -48,7 +53,11 @@ from pipeline.io.pubsub import (
     publisher,
 )
 from pipeline.io.sources import ReadPubSubItems
-from transforms.records import RawItem
+from pipeline.io.store_commit import CommitBatch
+from pipeline.store.lock import run_lock
+from pipeline.store.streamstate import StreamStore
+from transforms.records import DeadLetter, RawItem
+from transforms.timeutil import now_iso
 from transforms.spikes import StreamSpikes
 
 log = logging.getLogger(__name__)
@@ -58,14 +67,6 @@ HEARTBEAT_EVERY = 2.0     # seconds between heartbeats while running
 HEARTBEAT_DRAINING = 0.25 # ... and while draining: the local runner has ONE worker thread, which
                           # a blocked pull holds; a heartbeat is what frees it
 PROGRESS_EVERY = 30.0
-
-
-
-
-
-
-
-
 
 
 def streaming_trigger(early_seconds: float) -> beam_trigger.TriggerFn:
@@ -200,10 +201,10 @@ class _Watcher:
         self.stop.set()
 
 
-def run_stream(config: Config, beam_args: Sequence[str] = (), max_seconds: float | None = None) -> Summary:
-    """Run until SIGINT/SIGTERM or `max_seconds`, drain, cancel; return the summary."""
-    if config.sources.pubsub is None:
-        raise UsageError("this config has no sources.pubsub: use `mediamon run`")
+def run_stream_graph(config: Config, beam_args: Sequence[str] = (), max_seconds: float | None = None) -> Summary:
+    """The Beam streaming graph (no state.path, or a named runner): run until SIGINT/SIGTERM or
+    `max_seconds`, drain, cancel; return the summary."""
+    assert config.sources.pubsub is not None
     started = time.monotonic()
     source = config.sources.pubsub.subscription or config.sources.pubsub.topic
     topic = heartbeat_topic(config)
@@ -259,3 +260,294 @@ def run_stream(config: Config, beam_args: Sequence[str] = (), max_seconds: float
         heartbeats.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+# ==================================================================== exactly-once (state.path)
+
+MAX_BATCH = 5000                    # messages per micro-batch, at most
+MAX_BATCH_BYTES = 48 * 1024 * 1024  # ... and bytes (an 8 MB message makes a small batch)
+BUFFER_ITEMS = 2 * MAX_BATCH        # pulled ahead while a batch is processed
+BUFFER_BYTES = 2 * MAX_BATCH_BYTES
+PULL_TIMEOUT = 1.0                  # an idle pull returns after this long
+
+
+def crash_point(name: str, batch_number: int) -> None:
+    """Test hook: MEDIAMON_CRASH_AT=<name>[:<n>] makes the job SIGKILL itself at that point
+    (of the n-th micro-batch, default the first)."""
+    wanted = os.environ.get("MEDIAMON_CRASH_AT", "")
+    point, _, nth = wanted.partition(":")
+    if point == name and batch_number == int(nth or 1):
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Prefetch:
+    """Pulls on its own thread into a bounded buffer, while the driver processes a batch.
+    Every message it holds is leased (its ack deadline kept ahead) until acked or given back."""
+
+    def __init__(self, puller: Puller, leases: Leases) -> None:
+        self.puller = puller
+        self.leases = leases
+        self.buffer: list[Pulled] = []
+        self.bytes = 0
+        self.cond = threading.Condition()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="pubsub-pull", daemon=True)
+
+    def start(self) -> "_Prefetch":
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                with self.cond:
+                    while (len(self.buffer) >= BUFFER_ITEMS or self.bytes >= BUFFER_BYTES) and not self.stop.is_set():
+                        self.cond.wait(0.2)
+                    room = BUFFER_ITEMS - len(self.buffer)
+                if self.stop.is_set():
+                    return
+                pulled = self.puller.pull(room, timeout=PULL_TIMEOUT)
+                if not pulled:
+                    continue
+                self.leases.hold(m.ack_id for m in pulled)
+                with self.cond:
+                    self.buffer.extend(pulled)
+                    self.bytes += sum(m.size for m in pulled)
+                    self.cond.notify_all()
+        except BaseException as exc:  # re-raised on the driver thread
+            self.error = exc
+            with self.cond:
+                self.cond.notify_all()
+
+    def take(self, wait: float) -> list[Pulled]:
+        """What is buffered (at most MAX_BATCH messages / MAX_BATCH_BYTES, at least one message
+        if any), waiting up to `wait` seconds for the first."""
+        with self.cond:
+            if not self.buffer:
+                self.cond.wait(wait)
+            out: list[Pulled] = []
+            size = 0
+            for m in self.buffer:
+                if out and (len(out) >= MAX_BATCH or size + m.size > MAX_BATCH_BYTES):
+                    break
+                out.append(m)
+                size += m.size
+            del self.buffer[:len(out)]
+            self.bytes -= size
+            self.cond.notify_all()
+            return out
+
+    def halt(self) -> list[Pulled]:
+        """Stop pulling; return what was pulled but not taken (to be given back)."""
+        self.stop.set()
+        with self.cond:
+            self.cond.notify_all()
+        self.thread.join(timeout=PULL_TIMEOUT + 5)
+        with self.cond:
+            rest, self.buffer, self.bytes = self.buffer, [], 0
+        return rest
+
+
+def _to_raw(subscription: str, m: Pulled) -> RawItem:
+    return RawItem(source=subscription, data=m.data, fetched=now_iso(), attributes=m.attributes)
+
+
+class _Batches:
+    """Runs micro-batches through the stages (Beam) and commits them to the store."""
+
+    def __init__(self, config: Config, beam_args: Sequence[str], store: StreamStore) -> None:
+        self.config = config
+        self.beam_args = list(beam_args)
+        self.store = store
+        self.pipelines = 0
+
+    def _beam(self, raws: list[RawItem], batch: str) -> dict[str, int]:
+        """One pipeline: messages -> the stages (apply_stages, as `mediamon run`) -> CommitBatch."""
+        assert self.config.state.path is not None
+        w = self.config.windows
+        p = new_pipeline(self.config, self.beam_args)
+        items = p | "Messages" >> beam.Create(raws, reshuffle=False)
+        outputs = apply_stages(items, self.config, counts=False)
+        (outputs.articles, outputs.dead_letters) | "CommitBatch" >> CommitBatch(
+            self.config.state.path, batch, len(raws), w.size, w.period, w.allowed_lateness)
+        result = p.run()
+        result.wait_until_finish()
+        self.pipelines += 1
+        return metric_counters(result)
+
+    def process(self, raws: list[RawItem], batch: str, summary: Summary) -> None:
+        """Commit `raws` (stages + store); on a failure, split it until the message that fails
+        alone becomes a dead letter (stage `stream`): one bad message never stalls the job."""
+        try:
+            counters = self._beam(raws, batch)
+        except Exception as exc:  # any stage failing on some message: find it, dead-letter it
+            if len(raws) == 1:
+                raw = raws[0]
+                log.warning("message could not be processed, dead-lettered: %s: %s", type(exc).__name__, exc)
+                error = f"processing failed: {type(exc).__name__}: {str(exc)[:500]}"
+                dead = DeadLetter.of("stream", error, raw.source, raw.data, now_iso())
+                outcome = self.store.commit_batch(batch, 1, [], [dead])
+                summary.items_read += 1
+                summary.dead_letters += outcome["dead_letters"]
+                return
+            log.info("a batch of %d failed (%s); splitting it", len(raws), type(exc).__name__)
+            half = len(raws) // 2
+            self.process(raws[:half], f"{batch}a", summary)
+            self.process(raws[half:], f"{batch}b", summary)
+            return
+        committed = self.store.committed(batch)
+        if committed is None:   # nothing reached the commit: cannot happen for non-empty input
+            raise RuntimeError(f"micro-batch {batch} of {len(raws)} messages was not committed")
+        outcome = committed
+        in_batch_duplicates = counters.get("mediamon/duplicates", 0)
+        summary.items_read += counters.get("mediamon/items_read", 0)
+        summary.articles += outcome["articles"]
+        summary.duplicates += in_batch_duplicates + outcome["duplicates"]
+        summary.dead_letters += outcome["dead_letters"]
+        summary.late += outcome["late"]
+        for key, target in (("by_language", summary.by_language), ("by_topic", summary.by_topic)):
+            for name, n in outcome.get(key, {}).items():
+                target[name] = target.get(name, 0) + n
+
+
+def _export(store: StreamStore, exporter: Exporter) -> int:
+    """Store -> sinks: dirty windows' true totals, new articles, new dead letters; then mark them."""
+    windows, articles, dead = store.pending_export()
+    if not (windows or articles or dead):
+        return 0
+    counts, topics = store.totals(windows)
+    exporter.write("counts", counts)
+    exporter.write("topics", topics)
+    exporter.write("articles", articles)
+    exporter.write("dead_letters", [r for _, r in dead])
+    store.exported(windows, [a.id for a in articles], [s for s, _ in dead])
+    return len(windows)
+
+
+def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
+                            max_seconds: float | None = None) -> Summary:
+    """Pull -> micro-batch through the stages -> commit to the store -> ack -> export, until
+    SIGINT/SIGTERM or `max_seconds`; drain (finish the batch in hand, give back the rest)."""
+    assert config.state.path is not None and config.sources.pubsub is not None
+    started = time.monotonic()
+    source = config.sources.pubsub
+    subscription = source.subscription
+    if subscription is None:
+        raise UsageError("exactly-once streaming reads a subscription: set sources.pubsub.subscription "
+                         "(a topic alone cannot be replayed after a crash)")
+    if on_emulator():
+        ensure_subscription(subscription, config.poll.topic)
+    where = f"emulator {os.environ['PUBSUB_EMULATOR_HOST']}" if on_emulator() else "Google Cloud"
+    stop = threading.Event()
+    reason = ["signal"]
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            reason[0] = signal.Signals(signum).name
+            _say(f"{reason[0]}: draining")
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    summary = Summary()
+    try:
+        with run_lock(config):
+            store = StreamStore(config.state.path, config.windows.size, config.windows.period)
+            exporter = Exporter(config.sinks)
+            puller = Puller(subscription)
+            leases = Leases(puller).start()
+            prefetch = _Prefetch(puller, leases)
+            batches = _Batches(config, beam_args, store)
+            try:
+                exported = _export(store, exporter)   # what a killed job committed but never exported
+                if exported:
+                    _say(f"exported {exported} windows left dirty by an earlier run")
+                _say(f"reading {subscription} on {where}, exactly-once into {config.state.path}: each "
+                     f"micro-batch is committed before it is acknowledged; windows {config.windows.size:g}s"
+                     f"{f' every {config.windows.period:g}s' if config.windows.period else ''}, allowed "
+                     f"lateness {config.windows.allowed_lateness:g}s")
+                if config.alerts:
+                    _say("alerts are not evaluated by the exactly-once stream: run "
+                         "`mediamon alerts backtest` or a scheduled `mediamon run` on the store")
+                prefetch.start()
+                next_progress = time.monotonic() + PROGRESS_EVERY
+                number = 0
+                while not stop.is_set():
+                    if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                        reason[0] = "max-seconds"
+                        _say(f"--max-seconds {max_seconds:g} reached: draining")
+                        break
+                    if prefetch.error is not None:
+                        raise RuntimeError(f"pulling from {subscription} failed: {prefetch.error}") from prefetch.error
+                    pulled = prefetch.take(wait=0.5)
+                    if time.monotonic() >= next_progress:
+                        _say(_summary_progress(summary))
+                        next_progress += PROGRESS_EVERY
+                    if not pulled:
+                        continue
+                    number += 1
+                    crash_point("after_pull", number)
+                    raws = [_to_raw(subscription, m) for m in pulled if not is_heartbeat(m.attributes)]
+                    if raws:
+                        batches.process(raws, uuid.uuid4().hex[:16], summary)
+                    crash_point("after_commit", number)
+                    ack_ids = [m.ack_id for m in pulled]
+                    puller.ack(ack_ids)
+                    leases.release(ack_ids)
+                    crash_point("after_ack", number)
+                    _export(store, exporter)
+                    crash_point("after_export", number)
+                stop_at = time.monotonic()
+                rest = prefetch.halt()
+                if rest:   # pulled, never processed: give them back for the next job at once
+                    ids = [m.ack_id for m in rest]
+                    leases.release(ids)
+                    try:
+                        puller.lease(ids, 0)
+                    except Exception as exc:  # they come back after the ack deadline anyway
+                        log.warning("could not give back %d messages: %s", len(ids), exc)
+                _export(store, exporter)
+                _say(f"stopped ({reason[0]}) in {time.monotonic() - stop_at:.1f}s after {number} micro-batches "
+                     f"({batches.pipelines} pipelines); gave back {len(rest)} unprocessed messages: "
+                     f"{_summary_progress(summary)}")
+            finally:
+                prefetch.halt()
+                leases.stop()
+                exporter.close()
+                store.close()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    summary.sinks = sink_paths(config)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _summary_progress(s: Summary) -> str:
+    return (f"{s.items_read} items, {s.articles} articles, {s.duplicates} duplicates, "
+            f"{s.dead_letters} dead letters, {s.late} late")
+
+
+CRASH_WARNING = ("no state.path: messages are acknowledged when read and counts live in the "
+                 "runner's memory; a crash or kill loses the messages in flight and the open "
+                 "windows' counts, and a restarted job's panes overwrite stored counts with lower "
+                 "ones until `mediamon run` replays the archive (poll.archive). Set state.path "
+                 "for exactly-once counts (docs/streaming.md).")
+
+
+def run_stream(config: Config, beam_args: Sequence[str] = (), max_seconds: float | None = None) -> Summary:
+    """`mediamon stream`: exactly-once micro-batches with state.path on the local machine; the
+    Beam streaming graph otherwise (or when a runner is named after `--`)."""
+    if config.sources.pubsub is None:
+        raise UsageError("this config has no sources.pubsub: use `mediamon run`")
+    runner_named = any(a.startswith("--runner") for a in beam_args) or any(k == "runner" for k, _ in config.beam_options)
+    if config.state.path is not None and not runner_named:
+        return run_stream_exactly_once(config, beam_args, max_seconds)
+    if config.state.path is None:
+        _say("WARNING: " + CRASH_WARNING)
+    else:
+        _say("a runner is named: the Beam streaming graph runs there and its guarantees are the "
+             "runner's (Dataflow checkpoints; Prism and the local runners keep state in memory); "
+             "state.path is not used for exactly-once")
+    return run_stream_graph(config, beam_args, max_seconds)

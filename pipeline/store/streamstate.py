@@ -1,0 +1,204 @@
+"""The stream job's durable state: the run store (articles.py) plus what a micro-batch commits.
+
+`mediamon stream` with `state.path` commits each micro-batch here in ONE SQLite transaction,
+and only then acknowledges its messages:
+
+- each new article (id never stored) goes into `stored_articles`, as scheduled runs do; its
+  windows' totals in the store's `counts` and `topics` tables grow by exactly its contribution
+  (same pairs and windows as CountPerWindow), in the same transaction, and the windows are
+  marked dirty (to be exported to the sinks);
+- an article whose id is already stored is a duplicate (a replay after a crash, or a re-sent
+  story): nothing changes;
+- dead letters go into the store's `dead_letters` table (keyed by their natural key, so a
+  replayed poison message is one row) and an outbox for the sinks;
+- the batch is logged in `stream_batches` with what it found.
+
+So the store's totals are always a function of the stored articles: an increment happens iff
+its article's row is inserted, both or neither (a crash rolls both back), so a replay can never
+count twice and no pane that "knows less" can replace a total. `verify_counts` recomputes them
+from the stored articles (tests check it after kills; `mediamon run --rebuild` repairs from the
+same source). Exporting to the sinks happens after the ack and is idempotent: dirty windows and
+unexported articles/dead letters are exported again after a crash.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from pipeline.store import sqlite
+from pipeline.store.articles import ArticleStore
+from transforms.counts import keyword_pairs, topic_pairs, windows_of
+from transforms.records import Article, DeadLetter, article_from_state, article_to_state
+from transforms.timeutil import from_epoch, now_iso, to_epoch
+
+log = logging.getLogger(__name__)
+
+STREAM_SCHEMA = """
+CREATE INDEX IF NOT EXISTS stored_articles_unexported ON stored_articles (id) WHERE exported = 0;
+CREATE TABLE IF NOT EXISTS stream_batches (
+  id TEXT PRIMARY KEY, committed TEXT NOT NULL, messages INTEGER NOT NULL, articles INTEGER NOT NULL,
+  duplicates INTEGER NOT NULL, dead_letters INTEGER NOT NULL, late INTEGER NOT NULL,
+  new_by TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS stream_outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT NOT NULL, record TEXT NOT NULL);
+"""
+
+
+class BatchOutcome(dict):  # type: ignore[type-arg]
+    """{"articles", "duplicates", "dead_letters", "late"} of one committed batch, and (when
+    "by_language" / "by_topic" of its new articles."""
+
+
+class StreamStore(ArticleStore):
+    """ArticleStore + the stream job's batch commits, totals and export queue."""
+
+    def __init__(self, path: Path, size: float, period: float | None) -> None:
+        super().__init__(path, size, period)
+        with self.db:
+            self.db.executescript(STREAM_SCHEMA)
+            for what in ("counts", "topics", "dead_letters"):
+                cols = sqlite.SQLITE_COLUMNS[what]
+                key = ", ".join(sqlite.NATURAL_KEYS[what])
+                self.db.execute(f"CREATE TABLE IF NOT EXISTS {what} ({', '.join(cols)}, PRIMARY KEY ({key}))")
+
+    # ------------------------------------------------------------ commit (one transaction)
+
+    def committed(self, batch: str) -> BatchOutcome | None:
+        row = self.db.execute("SELECT articles, duplicates, dead_letters, late, new_by FROM stream_batches "
+                              "WHERE id = ?", (batch,)).fetchone()
+        if row is None:
+            return None
+        return BatchOutcome(articles=row[0], duplicates=row[1], dead_letters=row[2], late=row[3],
+                            **json.loads(row[4]))
+
+    def commit_batch(self, batch: str, messages: int, articles: Iterable[Article],
+                     dead_letters: Iterable[DeadLetter], late: Iterable[Article] = ()) -> BatchOutcome:
+        """Articles (new ids only), their totals and dirty windows, dead letters: all or nothing.
+
+        Idempotent per `batch`: committing the same batch id twice changes nothing the second time
+        (a retried bundle), and articles already stored are duplicates."""
+        done = self.committed(batch)
+        if done is not None:
+            return done
+        stamp = now_iso()
+        new = dup = dead_n = 0
+        by_language: dict[str, int] = defaultdict(int)
+        by_topic: dict[str, int] = defaultdict(int)
+        keyword_delta: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        topic_delta: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        dirty: set[tuple[float, float]] = set()
+        with self.db:
+            for article in articles:
+                published = to_epoch(article.published)
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO stored_articles (id, published, state, stored_at, run) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (article.id, published, json.dumps(article_to_state(article), ensure_ascii=False),
+                     stamp, f"stream:{batch}"))
+                if not cursor.rowcount:
+                    dup += 1
+                    continue
+                new += 1
+                by_language[article.language] += 1
+                for topic in article.topics:
+                    by_topic[topic] += 1
+                windows = windows_of(published, self.size, self.period)
+                dirty.update(windows)
+                for start, end in windows:
+                    bounds = (from_epoch(start), from_epoch(end))
+                    for (keyword, language), (n, mentions) in keyword_pairs(article):
+                        delta = keyword_delta[(*bounds, keyword, language)]
+                        delta[0] += n
+                        delta[1] += mentions
+                    for (topic, language), n in topic_pairs(article):
+                        topic_delta[(*bounds, topic, language)] += n
+            self.db.executemany(
+                "INSERT INTO counts (window_start, window_end, keyword, language, articles, mentions) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (window_start, window_end, keyword, language) "
+                "DO UPDATE SET articles = articles + excluded.articles, mentions = mentions + excluded.mentions",
+                [(*k, v[0], v[1]) for k, v in keyword_delta.items()])
+            self.db.executemany(
+                "INSERT INTO topics (window_start, window_end, topic, language, articles) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (window_start, window_end, topic, language) "
+                "DO UPDATE SET articles = articles + excluded.articles",
+                [(*k, v) for k, v in topic_delta.items()])
+            self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)", sorted(dirty))
+            for dead in dead_letters:
+                dead_n += 1
+                row = dead.to_json()
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO dead_letters (stage, error, source, raw, at) VALUES (?, ?, ?, ?, ?)",
+                    (row["stage"], row["error"], row["source"], row["raw"], row["at"]))
+                if cursor.rowcount:
+                    self.db.execute("INSERT INTO stream_outbox (what, record) VALUES ('dead_letters', ?)",
+                                    (json.dumps(row, ensure_ascii=False),))
+            late_n = sum(1 for _ in late)
+            new_by = {"by_language": dict(by_language), "by_topic": dict(by_topic)}
+            self.db.execute("INSERT INTO stream_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (batch, stamp, messages, new, dup, dead_n, late_n, json.dumps(new_by)))
+        return BatchOutcome(articles=new, duplicates=dup, dead_letters=dead_n, late=late_n, **new_by)
+
+    # ------------------------------------------------------------ export (after the ack)
+
+    def pending_export(self) -> tuple[list[tuple[float, float]], list[Article], list[tuple[int, dict[str, Any]]]]:
+        """Dirty windows, unexported articles, outbox dead letters (seq, record)."""
+        windows = self.dirty_windows()
+        articles = [article_from_state(json.loads(s)) for (s,) in self.db.execute(
+            "SELECT state FROM stored_articles WHERE exported = 0")]
+        dead = [(seq, json.loads(rec)) for seq, rec in self.db.execute(
+            "SELECT seq, record FROM stream_outbox WHERE what = 'dead_letters' ORDER BY seq")]
+        return windows, articles, dead
+
+    def totals(self, windows: Sequence[tuple[float, float]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The stored keyword and topic totals of these windows (true counts so far)."""
+        counts: list[dict[str, Any]] = []
+        topics: list[dict[str, Any]] = []
+        for start, end in windows:
+            bounds = (from_epoch(start), from_epoch(end))
+            for ws, we, k, lang, n, m in self.db.execute(
+                    "SELECT window_start, window_end, keyword, language, articles, mentions FROM counts "
+                    "WHERE window_start = ? AND window_end = ?", bounds):
+                counts.append({"window_start": ws, "window_end": we, "keyword": k, "language": lang,
+                               "articles": n, "mentions": m})
+            for ws, we, t, lang, n in self.db.execute(
+                    "SELECT window_start, window_end, topic, language, articles FROM topics "
+                    "WHERE window_start = ? AND window_end = ?", bounds):
+                topics.append({"window_start": ws, "window_end": we, "topic": t, "language": lang,
+                               "articles": n})
+        return counts, topics
+
+    def exported(self, windows: Sequence[tuple[float, float]], article_ids: Sequence[str],
+                 dead_seqs: Sequence[int]) -> None:
+        """What the sinks now hold. A window dirtied again meanwhile cannot be (one writer)."""
+        with self.db:
+            self.db.executemany("DELETE FROM dirty_windows WHERE window_start = ? AND window_end = ?", windows)
+            self.db.executemany("UPDATE stored_articles SET exported = 1 WHERE id = ?", [(i,) for i in article_ids])
+            self.db.executemany("DELETE FROM stream_outbox WHERE seq = ?", [(s,) for s in dead_seqs])
+
+    # ------------------------------------------------------------ checks
+
+    def verify_counts(self) -> list[str]:
+        """Recompute every total from the stored articles; return the differences (none = ok)."""
+        keyword: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        topic: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        for published, state in self.db.execute("SELECT published, state FROM stored_articles"):
+            article = article_from_state(json.loads(state))
+            for start, end in windows_of(published, self.size, self.period):
+                bounds = (from_epoch(start), from_epoch(end))
+                for (k, lang), (n, m) in keyword_pairs(article):
+                    keyword[(*bounds, k, lang)][0] += n
+                    keyword[(*bounds, k, lang)][1] += m
+                for (t, lang), n in topic_pairs(article):
+                    topic[(*bounds, t, lang)] += n
+        stored_k = {tuple(r[:4]): [r[4], r[5]] for r in self.db.execute("SELECT * FROM counts")}
+        stored_t = {tuple(r[:4]): r[4] for r in self.db.execute("SELECT * FROM topics")}
+        problems = [f"counts {k}: stored {stored_k.get(k)} != recount {v}"
+                    for k, v in keyword.items() if stored_k.get(k) != v]
+        problems += [f"counts {k}: stored {v}, no article" for k, v in stored_k.items() if k not in keyword]
+        problems += [f"topics {k}: stored {stored_t.get(k)} != recount {v}"
+                     for k, v in topic.items() if stored_t.get(k) != v]
+        problems += [f"topics {k}: stored {v}, no article" for k, v in stored_t.items() if k not in topic]
+        return problems
