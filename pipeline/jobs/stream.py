@@ -264,7 +264,7 @@ def run_stream_graph(config: Config, beam_args: Sequence[str] = (), max_seconds:
 
 # ==================================================================== exactly-once (state.path)
 
-MAX_BATCH = 5000                    # messages per micro-batch, at most
+MAX_BATCH = int(os.environ.get("MEDIAMON_STREAM_BATCH", "5000"))  # messages per micro-batch, at most
 MAX_BATCH_BYTES = 48 * 1024 * 1024  # ... and bytes (an 8 MB message makes a small batch)
 BUFFER_ITEMS = 2 * MAX_BATCH        # pulled ahead while a batch is processed
 BUFFER_BYTES = 2 * MAX_BATCH_BYTES
