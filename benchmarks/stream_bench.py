@@ -81,6 +81,7 @@ keywords:
   - {{id: floods, forms: [floods, inundaciones, فيضانات]}}
 windows: {{size: {window}s, allowed_lateness: {lateness}s, early: {early}s}}
 dedup: {{ttl: 1h}}
+{state}
 sinks:
   - {{type: sqlite, path: out/stream.db, what: counts}}
   - {{type: sqlite, path: out/stream.db, what: topics}}
@@ -210,14 +211,15 @@ def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen
     raise RuntimeError(f"no {needle!r} from the stream job within {timeout:g}s")
 
 
-def bench(n: int, rate: float, window: float, work: Path) -> dict[str, Any]:
+def bench(n: int, rate: float, window: float, work: Path, mode: str = "exactly-once") -> dict[str, Any]:
     from pipeline.io.pubsub import ensure_subscription
     ensure_subscription(SUBSCRIPTION, TOPIC)
     config = work / "stream-bench.yaml"
     # lateness: SplitLate calls an item late within 30 s of its window's close; 10 min leaves room
     # for a backlog when the job is slower than the publisher (items are still "now" when sent)
+    state = "state: {path: out/state.db}" if mode == "exactly-once" else ""
     config.write_text(CONFIG.format(subscription=SUBSCRIPTION, topic=TOPIC, window=int(window),
-                                    lateness=600, early=int(window) * 6), encoding="utf-8")
+                                    lateness=600, early=int(window) * 6, state=state), encoding="utf-8")
     summary_path = work / "summary.json"
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "stream", str(config), "--summary", str(summary_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=work)
@@ -273,6 +275,7 @@ def table(r: dict[str, Any]) -> str:
                                  f"({s['items_read']} items in {r['seconds']:.1f} s, first publish to all counted)"),
         ("window end -> final count in SQLite", f"median {statistics.median(lat):.2f} s, max {max(lat):.2f} s "
                                                 f"({len(lat)} windows of {r['window']:g} s)" if lat else "no windows"),
+        ("mode", r["mode"]),
         ("peak memory of the stream process (VmHWM)", f"{r['peak_mb']:.0f} MB"),
         ("machine", f"{os.cpu_count()} CPUs, load average {r['load']:.1f} at the end"),
         ("SIGTERM to exit", f"{r['stop_seconds']:.1f} s"),
@@ -288,16 +291,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=6000)
     parser.add_argument("--rate", type=float, default=600.0, help="messages per second to publish")
     parser.add_argument("--window", type=float, default=10.0, help="fixed window size, seconds")
+    parser.add_argument("--mode", choices=("exactly-once", "graph"), default="exactly-once",
+                        help="exactly-once: state.path micro-batches (default); graph: the Beam "
+                             "streaming graph on the local runner, no state.path")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="stream-bench-") as tmp:
         work = Path(tmp)
         emulator, host = start_emulator(work / "emulator.log")
         os.environ["PUBSUB_EMULATOR_HOST"] = host     # before any client is made (also for the job)
         try:
-            result = bench(args.items, args.rate, args.window, work)
+            result = bench(args.items, args.rate, args.window, work, args.mode)
         finally:
             stop_emulator(emulator)
     result["window"] = args.window
+    result["mode"] = args.mode
     print(table(result), end="")
     s = result["summary"]
     ok = (s["items_read"] == result["items"]

@@ -96,8 +96,12 @@ class Article:
 
 
 def article_to_state(article: Article) -> dict[str, Any]:
-    """Every field, internal ones included, as JSON-able data (for the run store)."""
-    return dataclasses.asdict(article)
+    """Every field, internal ones included, as JSON-able data (for the run store): tuples stay
+    tuples (json writes them as lists); shallow, because asdict's deep copy is slow."""
+    return {name: getattr(article, name) for name in _ARTICLE_FIELDS}
+
+
+_ARTICLE_FIELDS = tuple(f.name for f in dataclasses.fields(Article))
 
 
 def _tuples(value: Any) -> Any:

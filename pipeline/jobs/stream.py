@@ -53,7 +53,7 @@ from pipeline.io.pubsub import (
     publisher,
 )
 from pipeline.io.sources import ReadPubSubItems
-from pipeline.io.store_commit import CommitBatch
+from pipeline.io.store_commit import CommitBatch, ReadSpool, write_spool
 from pipeline.store.lock import run_lock
 from pipeline.store.streamstate import StreamStore
 from transforms.records import DeadLetter, RawItem
@@ -367,13 +367,18 @@ class _Batches:
         """One pipeline: messages -> the stages (apply_stages, as `mediamon run`) -> CommitBatch."""
         assert self.config.state.path is not None
         w = self.config.windows
-        p = new_pipeline(self.config, self.beam_args)
-        items = p | "Messages" >> beam.Create(raws, reshuffle=False)
-        outputs = apply_stages(items, self.config, counts=False)
-        (outputs.articles, outputs.dead_letters) | "CommitBatch" >> CommitBatch(
-            self.config.state.path, batch, len(raws), w.size, w.period, w.allowed_lateness)
-        result = p.run()
-        result.wait_until_finish()
+        spool = self.config.state.path.parent / "spool" / f"{batch}.bin"
+        write_spool(spool, raws)
+        try:
+            p = new_pipeline(self.config, self.beam_args)
+            items = p | "Messages" >> ReadSpool(spool)
+            outputs = apply_stages(items, self.config, counts=False)
+            (outputs.articles, outputs.dead_letters) | "CommitBatch" >> CommitBatch(
+                self.config.state.path, batch, len(raws), w.size, w.period, w.allowed_lateness)
+            result = p.run()
+            result.wait_until_finish()
+        finally:
+            spool.unlink(missing_ok=True)
         self.pipelines += 1
         return metric_counters(result)
 
@@ -488,16 +493,21 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                         continue
                     number += 1
                     crash_point("after_pull", number)
+                    t0 = time.monotonic()
                     raws = [_to_raw(subscription, m) for m in pulled if not is_heartbeat(m.attributes)]
                     if raws:
                         batches.process(raws, uuid.uuid4().hex[:16], summary)
                     crash_point("after_commit", number)
+                    t1 = time.monotonic()
                     ack_ids = [m.ack_id for m in pulled]
                     puller.ack(ack_ids)
                     leases.release(ack_ids)
                     crash_point("after_ack", number)
+                    t2 = time.monotonic()
                     _export(store, exporter)
                     crash_point("after_export", number)
+                    _say("micro-batch %d: %d messages; stages+commit %.2fs, ack %.2fs, export %.2fs" % (
+                             number, len(pulled), t1 - t0, t2 - t1, time.monotonic() - t2))
                 stop_at = time.monotonic()
                 rest = prefetch.halt()
                 if rest:   # pulled, never processed: give them back for the next job at once
