@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -46,12 +48,11 @@ from transforms.records import Article, DeadLetter, FeedDocument
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
+def crash_point(name: str) -> None:
+    """Test hook: MEDIAMON_CRASH_AT=<name> makes the poller SIGKILL itself here."""
+    if os.environ.get("MEDIAMON_CRASH_AT") == name:
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 @dataclass
 class PassResult:
@@ -100,6 +101,7 @@ def poll_once(config: Config, store: Any, published: PublishedIds, client: Any, 
     articles = new_articles(docs, published, result)
     if articles:
         publish_all(client, topic, (message_for(a) for a in articles))
+        crash_point("after_publish")   # published, not yet recorded: the next pass republishes
         now = time.time()
         if config.poll.archive is not None:
             config.poll.archive.parent.mkdir(parents=True, exist_ok=True)

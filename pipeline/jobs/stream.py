@@ -506,8 +506,8 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     t2 = time.monotonic()
                     _export(store, exporter)
                     crash_point("after_export", number)
-                    _say("micro-batch %d: %d messages; stages+commit %.2fs, ack %.2fs, export %.2fs" % (
-                             number, len(pulled), t1 - t0, t2 - t1, time.monotonic() - t2))
+                    log.info("micro-batch %d: %d messages; stages+commit %.2fs, ack %.2fs, export %.2fs",
+                             number, len(pulled), t1 - t0, t2 - t1, time.monotonic() - t2)
                 stop_at = time.monotonic()
                 rest = prefetch.halt()
                 if rest:   # pulled, never processed: give them back for the next job at once
