@@ -75,15 +75,17 @@ def csv_header(what: str) -> str:
 class _SqliteWriteFn(beam.DoFn):
     """Upserts batches of records into one SQLite file, one transaction per batch."""
 
-    def __init__(self, path: str, what: str) -> None:
+    def __init__(self, path: str, what: str, grow_only: bool = False) -> None:
         self.path = path
         self.what = what
+        self.grow_only = grow_only
 
     def process(self, batch: list[Any]) -> Iterator[int]:
         conn = connect_records(Path(self.path))
         try:
             with conn:
-                n = upsert_records(conn, self.what, (record_row(self.what, r) for r in batch))
+                n = upsert_records(conn, self.what, (record_row(self.what, r) for r in batch),
+                                   grow_only=self.grow_only)
         finally:
             conn.close()
         yield n
@@ -122,7 +124,10 @@ def _write_sqlite(records: beam.PCollection, sink: SinkConfig, streaming: bool) 
     assert sink.path is not None, "config validation requires a path"
     return (records
             | "Batch" >> _batch(streaming)
-            | "Upsert" >> beam.ParDo(_SqliteWriteFn(str(sink.path), sink.what)))
+            | "Upsert" >> beam.ParDo(_SqliteWriteFn(
+                str(sink.path), sink.what,
+                # accumulating panes only grow; a portable runner may deliver them out of order
+                grow_only=streaming and sink.what in ("counts", "topics"))))
 
 
 def _write_lines(records: beam.PCollection, sink: SinkConfig, streaming: bool) -> Any:
@@ -194,9 +199,19 @@ class _BundleBatchFn(beam.DoFn):
         self.batch = []
 
 
+class _BundleBatches(beam.PTransform):
+    """Streaming: into the global window first (the batch is emitted there: a portable runner
+    checks that the output window matches the step's windowing), then one batch per bundle."""
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        from apache_beam.transforms.window import GlobalWindows
+        return (records | "Global" >> beam.WindowInto(GlobalWindows())
+                | "PerBundle" >> beam.ParDo(_BundleBatchFn()))
+
+
 def _batch(streaming: bool) -> beam.PTransform:
     if streaming:
-        return beam.ParDo(_BundleBatchFn())
+        return _BundleBatches()
     return beam.BatchElements(min_batch_size=100, max_batch_size=5000)
 
 

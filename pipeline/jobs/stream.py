@@ -52,7 +52,7 @@ from pipeline.io.pubsub import (
     publish_heartbeat,
     publisher,
 )
-from pipeline.io.sources import ReadPubSubItems
+from pipeline.io.sources import ReadPubSubItems, ReadPubSubSDF
 from pipeline.io.store_commit import CommitBatch, ReadSpool, write_spool
 from pipeline.store.lock import run_lock
 from pipeline.store.streamstate import StreamStore
@@ -94,12 +94,20 @@ class _CountMessages(beam.DoFn):
         yield item
 
 
-def build(p: beam.Pipeline, config: Config) -> None:
-    """Pub/Sub -> stages -> sinks (streaming)."""
-    assert config.sources.pubsub is not None
+def build(p: beam.Pipeline, config: Config, portable: bool = False) -> None:
+    """Pub/Sub -> stages -> sinks (streaming). `portable`: read with the splittable-DoFn reader
+    that acknowledges in a bundle finalizer (Prism, Flink, Dataflow), else Beam's built-in one."""
+    source = config.sources.pubsub
+    assert source is not None
+    if portable:
+        if source.subscription is None:
+            raise UsageError("on a portable runner the stream reads a subscription: set "
+                             "sources.pubsub.subscription")
+        read: beam.PTransform = ReadPubSubSDF(source.subscription)
+    else:
+        read = ReadPubSubItems(source.subscription, source.topic)
     items = (p
-             | "PubSubItems" >> ReadPubSubItems(config.sources.pubsub.subscription,
-                                                config.sources.pubsub.topic)
+             | "PubSubItems" >> read
              | "DropHeartbeats" >> beam.ParDo(_CountMessages()))
     trigger = streaming_trigger(config.windows.early)
     outputs = apply_stages(items, config, streaming=True, trigger=trigger)
@@ -221,10 +229,12 @@ def run_stream_graph(config: Config, beam_args: Sequence[str] = (), max_seconds:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     heartbeats = _Heartbeats(topic, min(HEARTBEAT_EVERY, config.windows.early))
     try:
-        fix_direct_runner_metrics()
-        larger_pubsub_pulls()
         p = new_pipeline(config, beam_args, streaming=True)
-        build(p, config)
+        local = type(p.runner).__name__ in ("BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner")
+        if local:   # the built-in reader on Beam's local runner needs two patches (beam_patches.py)
+            fix_direct_runner_metrics()
+            larger_pubsub_pulls()
+        build(p, config, portable=not local)
         result = p.run()
         watcher = _Watcher(result, stop)
         _say(f"reading {source} on {where}; windows {config.windows.size:g}s"

@@ -74,12 +74,21 @@ def connect_records(path: Path | str) -> sqlite3.Connection:
     return conn
 
 
-def upsert_records(conn: sqlite3.Connection, what: str, rows: Iterable[dict[str, Any]]) -> int:
-    """Insert or replace by natural key: a rerun over the same input leaves the same rows."""
+def upsert_records(conn: sqlite3.Connection, what: str, rows: Iterable[dict[str, Any]],
+                   grow_only: bool = False) -> int:
+    """Insert or replace by natural key: a rerun over the same input leaves the same rows.
+
+    `grow_only` (count panes of the Beam streaming graph): a row is replaced only by a larger
+    count, because accumulating panes only grow and a portable runner may deliver an older pane
+    after a newer one."""
     cols = SQLITE_COLUMNS[what]
     sql = (f"INSERT INTO {what} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
            f"ON CONFLICT ({', '.join(NATURAL_KEYS[what])}) DO UPDATE SET "
            + ", ".join(f"{c}=excluded.{c}" for c in cols if c not in NATURAL_KEYS[what]))
+    if grow_only and "articles" in cols:
+        sql += f" WHERE excluded.articles > {what}.articles"
+        if "mentions" in cols:
+            sql += f" OR (excluded.articles = {what}.articles AND excluded.mentions > {what}.mentions)"
     if all(c in NATURAL_KEYS[what] for c in cols):
         sql = f"INSERT OR IGNORE INTO {what} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
     values = [tuple(json.dumps(r.get(c), ensure_ascii=False) if isinstance(r.get(c), (list, dict))
