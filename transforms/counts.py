@@ -57,10 +57,11 @@ class _StampFn(beam.DoFn):
         except Exception as exc:  # noqa: BLE001 - one article must not fail the job: dead letter
             yield dead_letter(STAGE, article, exc)
             return
-        yield stamped
+        yield stamped if self.restamp else article
 
-    def __init__(self, size: float, period: float | None) -> None:
+    def __init__(self, size: float, period: float | None, restamp: bool = True) -> None:
         self.size, self.period = size, period
+        self.restamp = restamp
 
 
 def story_of(article: Article) -> str:
@@ -163,6 +164,8 @@ class CountPerWindow(beam.PTransform):
         self.trigger = trigger
 
     def expand(self, articles: beam.PCollection) -> dict[str, beam.PCollection]:
+        if self.trigger is None:
+            return self._expand_batch(articles)
         windowing: dict[str, Any] = {"allowed_lateness": self.allowed_lateness}
         if self.trigger is not None:
             windowing.update(trigger=self.trigger, accumulation_mode=AccumulationMode.ACCUMULATING)
@@ -184,4 +187,47 @@ class CountPerWindow(beam.PTransform):
                                  | "StoryMembers" >> beam.Map(story_member)
                                  | "GroupStoryMembers" >> beam.GroupByKey()
                                  | "ToStoryRecord" >> beam.ParDo(_ToStoryRecord()).with_output_types(StoryRecord))
+        return result
+
+    def _expand_batch(self, articles: beam.PCollection) -> dict[str, beam.PCollection]:
+        """Batch: the window is part of the key (the same windows as FixedWindows/SlidingWindows
+        assign: windows_of), summed in the global window. Event-time windowing here would meet
+        a watermark already at the end of time after the dedup's GroupByKey, and a runner that
+        enforces lateness in batch (Prism) drops every count as late; the FnApiRunner does not."""
+        size, period = self.size, self.period
+        # the same check as streaming (a window that cannot be written is a dead letter), but the
+        # articles keep their timestamps: event time plays no part in the global window
+        checked = articles | "CheckWindows" >> beam.ParDo(
+            _StampFn(size, period, restamp=False)).with_output_types(Article).with_outputs(DEAD, main="articles")
+        articles = checked.articles
+
+        def in_windows(pairs: Any) -> Any:
+            def rows(article: Article) -> Iterator[tuple[tuple[str, str, str, str], Any]]:
+                for start, end in windows_of(to_epoch(article.published), size, period):
+                    for (key, language), value in pairs(article):
+                        yield (from_epoch(start), from_epoch(end), key, language), value
+            return rows
+
+        counts = (articles
+                  | "KeywordRows" >> beam.FlatMap(in_windows(keyword_pairs))
+                  | "SumKeywords" >> beam.CombinePerKey(_SumPairs())
+                  | "ToKeywordCount" >> beam.MapTuple(
+                      lambda k, v: KeywordCount(k[0], k[1], k[2], k[3], v[0], v[1], v[2])).with_output_types(KeywordCount))
+        topics = (articles
+                  | "TopicRows" >> beam.FlatMap(in_windows(topic_pairs))
+                  | "SumTopics" >> beam.CombinePerKey(_SumPairs())
+                  | "ToTopicCount" >> beam.MapTuple(
+                      lambda k, v: TopicCount(k[0], k[1], k[2], k[3], v[0], v[2])).with_output_types(TopicCount))
+        result = {"counts": counts, "topics": topics, "dead_letters": checked[DEAD]}
+        if self.stories:
+            def story_rows(article: Article) -> Iterator[tuple[tuple[str, str, str], Any]]:
+                member = story_member(article)
+                for start, end in windows_of(to_epoch(article.published), size, period):
+                    yield (from_epoch(start), from_epoch(end), member[0]), member[1]
+            result["stories"] = (articles
+                                 | "StoryRows" >> beam.FlatMap(story_rows)
+                                 | "GroupStoryMembers" >> beam.GroupByKey()
+                                 | "ToStoryRecord" >> beam.MapTuple(
+                                     lambda k, members: story_record(k[0], k[1], k[2], members))
+                                 .with_output_types(StoryRecord))
         return result

@@ -29,9 +29,11 @@ from transforms.timeutil import to_epoch
 _DUPLICATES = Metrics.counter("mediamon", "duplicates")
 
 
-def preference(article: Article) -> tuple[str, str, str, str]:
-    """Which copy of a story wins: the earliest fetched, then published, then by name."""
-    return (article.fetched, article.published, article.source, article.url)
+def preference(article: Article) -> tuple[str, str, str, str, str, str]:
+    """Which copy of a story wins: the earliest fetched, then published, then by name, then by
+    text (two copies in one feed can tie on all the rest: without the text, the winner would be
+    whichever the runner's GroupByKey listed first, and runners differ)."""
+    return (article.fetched, article.published, article.source, article.url, article.title, article.summary)
 
 
 _CODER = ArticleCoder()
