@@ -36,3 +36,13 @@ def test_patches_are_idempotent() -> None:
     first = executor.TransformExecutor.call
     beam_patches.fix_direct_runner_metrics()
     assert executor.TransformExecutor.call is first
+
+
+def test_the_exactly_once_stream_and_portable_runners_do_not_patch_beam() -> None:
+    """The patches belong to the Beam graph on the local runner only (issue 15)."""
+    from pathlib import Path
+    source = (Path(__file__).resolve().parents[1] / "pipeline" / "jobs" / "stream.py").read_text(encoding="utf-8")
+    exactly_once = source[source.index("def run_stream_exactly_once"):source.index("def _summary_progress")]
+    assert "fix_direct_runner_metrics" not in exactly_once and "larger_pubsub_pulls" not in exactly_once
+    graph = source[source.index("def run_stream_graph"):source.index("# ====")]
+    assert "if local:" in graph     # patched only when the runner is Beam's local one

@@ -549,11 +549,12 @@ def _summary_progress(s: Summary) -> str:
             f"{s.dead_letters} dead letters, {s.late} late")
 
 
-CRASH_WARNING = ("no state.path: messages are acknowledged when read and counts live in the "
-                 "runner's memory; a crash or kill loses the messages in flight and the open "
-                 "windows' counts, and a restarted job's panes overwrite stored counts with lower "
-                 "ones until `mediamon run` replays the archive (poll.archive). Set state.path "
-                 "for exactly-once counts (docs/streaming.md).")
+CRASH_WARNING = ("no state.path: counts and dedup live in the runner's memory, and Beam's local "
+                 "runner acknowledges messages when it reads them. A crash or kill loses the "
+                 "messages in flight and the open windows' counts; a restarted job counts those "
+                 "windows from zero (SQLite sinks keep the higher total, still short) until "
+                 "`mediamon run` replays the archive (poll.archive). Set state.path for "
+                 "exactly-once counts (docs/streaming.md).")
 
 
 def run_stream(config: Config, beam_args: Sequence[str] = (), max_seconds: float | None = None) -> Summary:
