@@ -56,6 +56,7 @@ from pipeline.io.sources import ReadPubSubItems, ReadPubSubSDF
 from pipeline.io.store_commit import CommitBatch, ReadSpool, write_spool
 from pipeline.store.lock import run_lock
 from pipeline.store.streamstate import StreamStore
+from transforms.langid import LanguageDetector
 from transforms.records import DeadLetter, RawItem
 from transforms.timeutil import now_iso
 from transforms.spikes import StreamSpikes
@@ -475,6 +476,9 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
             prefetch = _Prefetch(puller, leases)
             batches = _Batches(config, beam_args, store)
             try:
+                # language profiles load once per process (cached): before the first batch, not in it
+                LanguageDetector(allowed=config.language.allowed, aliases=dict(config.language.aliases),
+                                 second_opinion=config.language.second_opinion).detect("warm up")
                 exported = _export(store, exporter)   # what a killed job committed but never exported
                 if exported:
                     _say(f"exported {exported} windows left dirty by an earlier run")
