@@ -255,7 +255,8 @@ class _DropBeamImportNoise(logging.Filter):
 
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)  # importing Beam has already configured the root logger
     for handler in logging.getLogger().handlers:
         handler.addFilter(_DropBeamImportNoise())
     if not verbose:
