@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, cast
 
 import apache_beam as beam
 
@@ -205,8 +205,8 @@ class _BundleBatches(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         from apache_beam.transforms.window import GlobalWindows
-        return (records | "Global" >> beam.WindowInto(GlobalWindows())
-                | "PerBundle" >> beam.ParDo(_BundleBatchFn()))
+        return cast("beam.PCollection", records | "Global" >> beam.WindowInto(GlobalWindows())
+                    | "PerBundle" >> beam.ParDo(_BundleBatchFn()))
 
 
 def _batch(streaming: bool) -> beam.PTransform:

@@ -143,5 +143,5 @@ class ReadPubSubSDF(beam.PTransform):
         self.subscription = subscription
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (pbegin | "Subscription" >> beam.Create([self.subscription])
-                | "Pull" >> beam.ParDo(_PullFn(self.subscription)).with_output_types(RawItem))
+        return cast("beam.PCollection", pbegin | "Subscription" >> beam.Create([self.subscription])
+                    | "Pull" >> beam.ParDo(_PullFn(self.subscription)).with_output_types(RawItem))

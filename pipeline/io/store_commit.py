@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, cast
 
 import apache_beam as beam
 
@@ -56,8 +56,8 @@ class ReadSpool(beam.PTransform):
         self.path = str(path)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (pbegin | "SpoolFile" >> beam.Create([self.path], reshuffle=False)
-                | "Read" >> beam.FlatMap(_read_spool).with_output_types(RawItem))
+        return cast("beam.PCollection", pbegin | "SpoolFile" >> beam.Create([self.path], reshuffle=False)
+                    | "Read" >> beam.FlatMap(_read_spool).with_output_types(RawItem))
 
 
 class _CommitFn(beam.DoFn):
@@ -103,7 +103,7 @@ class CommitBatch(beam.PTransform):
         coder = ArticleCoder()
         tagged_articles = articles | "TagArticles" >> beam.Map(lambda a: (None, ("a", coder.encode(a))))
         tagged_dead = dead | "TagDead" >> beam.Map(lambda d: (None, ("d", d)))
-        return ((tagged_articles, tagged_dead)
+        return cast("beam.PCollection", (tagged_articles, tagged_dead)
                 | "Together" >> beam.Flatten()
                 | "OneBatch" >> beam.GroupByKey()
                 | "Commit" >> beam.ParDo(self.fn))
