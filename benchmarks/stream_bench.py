@@ -1,6 +1,6 @@
 """Stream benchmark: N items through `mediamon stream` on the Pub/Sub emulator, with on-time windows.
 
-    .venv/bin/python -m benchmarks.stream_bench [--items 6000] [--rate 600] [--window 10]
+    .venv/bin/python -m benchmarks.stream_bench [--items 6000] [--rate 600] [--window 10] [--mode exactly-once|graph]
 
 Starts the emulator (tests/pubsub_emulator.py), makes a topic and subscription, starts
 `mediamon stream` on a generated config (10 s fixed windows, SQLite sinks) as a subprocess and,
@@ -15,7 +15,10 @@ event time = now) at a steady rate from a batching publisher.  Measured:
 - peak memory of the stream process (VmHWM from /proc/PID/status).
 
 Then SIGTERM: the job must exit 0 with items_read == articles + duplicates + dead_letters + late.
-Beam's local Pub/Sub reader pulls 10 messages per bundle: expect a ceiling near 600-700 items/s.
+`--mode exactly-once` (default): the config has state.path, so the job runs committed
+micro-batches (docs/streaming.md); its counts change with every batch, and a window's latency is
+from its end to the last change of its rows. `--mode graph`: no state.path, the Beam streaming
+graph on the local runner (its reader pulls 100 messages per bundle: a ceiling near 600-700/s).
 """
 from __future__ import annotations
 
