@@ -73,3 +73,16 @@ def test_a_message_that_breaks_the_pipeline_is_isolated_and_dead_lettered(
     assert len(dead) == 1 and dead[0][0] == "stream" and "a stage failed" in dead[0][1]
     assert "breaks the pipeline" in dead[0][2]
     assert store.verify_counts() == []
+
+
+def test_a_failure_of_the_store_stops_the_job_instead_of_dead_lettering_everything(
+        batches: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+    b, store = batches
+
+    def broken(self: _Batches, raws: list[RawItem], batch: str) -> dict[str, int]:
+        raise sqlite3.OperationalError("disk I/O error")
+    monkeypatch.setattr(_Batches, "_beam", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        b.process([raw(i) for i in range(4)], "b1", Summary())
+    assert store.db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0] == 0

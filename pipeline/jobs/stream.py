@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -361,6 +362,11 @@ class _Prefetch:
         return rest
 
 
+# Failures that say nothing about a message: the job stops (exit 1) instead of dead-lettering
+# good messages one by one; unacknowledged messages come back to the next job.
+ENVIRONMENT_ERRORS = (OSError, sqlite3.Error, MemoryError)
+
+
 def _to_raw(subscription: str, m: Pulled) -> RawItem:
     return RawItem(source=subscription, data=m.data, fetched=now_iso(), attributes=m.attributes)
 
@@ -398,6 +404,8 @@ class _Batches:
         alone becomes a dead letter (stage `stream`): one bad message never stalls the job."""
         try:
             counters = self._beam(raws, batch)
+        except ENVIRONMENT_ERRORS:
+            raise   # the disk or the store, not a message: stop; nothing acked, nothing lost
         except Exception as exc:  # any stage failing on some message: find it, dead-letter it
             if len(raws) == 1:
                 raw = raws[0]
