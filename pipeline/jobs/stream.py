@@ -281,6 +281,7 @@ MAX_BATCH_BYTES = 48 * 1024 * 1024  # ... and bytes (an 8 MB message makes a sma
 BUFFER_ITEMS = 2 * MAX_BATCH        # pulled ahead while a batch is processed
 BUFFER_BYTES = 2 * MAX_BATCH_BYTES
 PULL_TIMEOUT = 1.0                  # an idle pull returns after this long
+BATCH_SECONDS = 5.0                 # a micro-batch should take about this long at most
 
 
 def crash_point(name: str, batch_number: int) -> None:
@@ -333,8 +334,8 @@ class _Prefetch:
             with self.cond:
                 self.cond.notify_all()
 
-    def take(self, wait: float) -> list[Pulled]:
-        """What is buffered (at most MAX_BATCH messages / MAX_BATCH_BYTES, at least one message
+    def take(self, wait: float, limit: int = MAX_BATCH) -> list[Pulled]:
+        """What is buffered (at most `limit` messages / MAX_BATCH_BYTES, at least one message
         if any), waiting up to `wait` seconds for the first."""
         with self.cond:
             if not self.buffer:
@@ -342,7 +343,7 @@ class _Prefetch:
             out: list[Pulled] = []
             size = 0
             for m in self.buffer:
-                if out and (len(out) >= MAX_BATCH or size + m.size > MAX_BATCH_BYTES):
+                if out and (len(out) >= limit or size + m.size > MAX_BATCH_BYTES):
                     break
                 out.append(m)
                 size += m.size
@@ -500,6 +501,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                 prefetch.start()
                 next_progress = time.monotonic() + PROGRESS_EVERY
                 number = 0
+                rate = 1000.0           # items/s through stages + commit, a running estimate
                 while not stop.is_set():
                     if max_seconds is not None and time.monotonic() - started >= max_seconds:
                         reason[0] = "max-seconds"
@@ -507,7 +509,10 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                         break
                     if prefetch.error is not None:
                         raise RuntimeError(f"pulling from {subscription} failed: {prefetch.error}") from prefetch.error
-                    pulled = prefetch.take(wait=0.5)
+                    # a batch should take at most BATCH_SECONDS at the recent rate, so a stop
+                    # (which finishes the batch in hand) stays well inside the 15 s budget
+                    limit = int(min(MAX_BATCH, max(100, rate * BATCH_SECONDS)))
+                    pulled = prefetch.take(wait=0.5, limit=limit)
                     if time.monotonic() >= next_progress:
                         _say(_summary_progress(summary))
                         next_progress += PROGRESS_EVERY
@@ -528,6 +533,8 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     t2 = time.monotonic()
                     _export(store, exporter)
                     crash_point("after_export", number)
+                    if len(pulled) >= 50:
+                        rate = 0.5 * rate + 0.5 * len(pulled) / max(t1 - t0, 0.05)
                     log.info("micro-batch %d: %d messages; stages+commit %.2fs, ack %.2fs, export %.2fs",
                              number, len(pulled), t1 - t0, t2 - t1, time.monotonic() - t2)
                 stop_at = time.monotonic()
