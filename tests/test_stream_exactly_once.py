@@ -188,10 +188,10 @@ def assert_same_counts(tmp: Path) -> None:
     finally:
         store.close()
     # JSONL sink: the last line per key is the true count
-    last: dict[tuple[str, ...], tuple[int, int]] = {}
+    last: dict[tuple[str, ...], tuple[int, ...]] = {}
     for line in (tmp / "out" / "counts.jsonl").read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
-        last[(r["window_start"], r["window_end"], r["keyword"], r["language"])] = (r["articles"], r["mentions"])
+        last[(r["window_start"], r["window_end"], r["keyword"], r["language"])] = (r["articles"], r["mentions"], r["stories"])
     assert {(*k, *v) for k, v in last.items()} == rows(batch_db, "counts")
 
 

@@ -21,6 +21,7 @@ import apache_beam as beam
 
 from pipeline.store.streamstate import StreamStore
 from transforms.late import deadline
+from transforms.stories import StoryOptions
 from transforms.records import Article, ArticleCoder, DeadLetter, RawItem, RawItemCoder
 from transforms.timeutil import to_epoch
 
@@ -62,7 +63,8 @@ class ReadSpool(beam.PTransform):
 
 class _CommitFn(beam.DoFn):
     def __init__(self, path: str, batch: str, messages: int, size: float, period: float | None,
-                 allowed_lateness: float) -> None:
+                 allowed_lateness: float, stories: StoryOptions | None = None) -> None:
+        self.stories = stories
         self.path = path
         self.batch = batch
         self.messages = messages
@@ -84,7 +86,7 @@ class _CommitFn(beam.DoFn):
             (late if due <= now else articles).append(article)
         store = StreamStore(Path(self.path), self.size, self.period)
         try:
-            outcome = store.commit_batch(self.batch, self.messages, articles, dead, late)
+            outcome = store.commit_batch(self.batch, self.messages, articles, dead, late, self.stories)
         finally:
             store.close()
         yield dict(outcome)
@@ -94,9 +96,9 @@ class CommitBatch(beam.PTransform):
     """(articles, dead_letters) of one micro-batch -> committed to the store; yields its outcome."""
 
     def __init__(self, path: Path, batch: str, messages: int, size: float, period: float | None,
-                 allowed_lateness: float) -> None:
+                 allowed_lateness: float, stories: StoryOptions | None = None) -> None:
         super().__init__()
-        self.fn = _CommitFn(str(path), batch, messages, size, period, allowed_lateness)
+        self.fn = _CommitFn(str(path), batch, messages, size, period, allowed_lateness, stories)
 
     def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         articles, dead = pcolls

@@ -39,7 +39,7 @@ from apache_beam.transforms import trigger as beam_trigger
 from pipeline.config import Config, UsageError
 from pipeline.graph.beam_patches import fix_direct_runner_metrics, larger_pubsub_pulls
 from pipeline.graph.runner import new_pipeline
-from pipeline.graph.stages import apply_stages, write_alerts, write_sinks
+from pipeline.graph.stages import apply_stages, story_options, write_alerts, write_sinks
 from pipeline.graph.summary import Summary, metric_counters, read_metrics, sink_paths
 from pipeline.io.export import Exporter
 from pipeline.io.pubsub import (
@@ -390,9 +390,12 @@ class _Batches:
         try:
             p = new_pipeline(self.config, self.beam_args)
             items = p | "Messages" >> ReadSpool(spool)
-            outputs = apply_stages(items, self.config, counts=False)
+            # stories are matched at commit against the store's signatures (as scheduled runs do),
+            # so a story spanning micro-batches is one story
+            outputs = apply_stages(items, self.config, counts=False, stories=False)
             (outputs.articles, outputs.dead_letters) | "CommitBatch" >> CommitBatch(
-                self.config.state.path, batch, len(raws), w.size, w.period, w.allowed_lateness)
+                self.config.state.path, batch, len(raws), w.size, w.period, w.allowed_lateness,
+                story_options(self.config))
             result = p.run()
             result.wait_until_finish()
         finally:

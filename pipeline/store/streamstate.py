@@ -32,6 +32,7 @@ from pipeline.store import sqlite
 from pipeline.store.articles import ArticleStore
 from transforms.counts import keyword_pairs, topic_pairs, windows_of
 from transforms.records import Article, DeadLetter, article_from_state, article_to_state
+from transforms.stories import StoryOptions
 from transforms.timeutil import from_epoch, now_iso, to_epoch
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ CREATE TABLE IF NOT EXISTS stream_batches (
   id TEXT PRIMARY KEY, committed TEXT NOT NULL, messages INTEGER NOT NULL, articles INTEGER NOT NULL,
   duplicates INTEGER NOT NULL, dead_letters INTEGER NOT NULL, late INTEGER NOT NULL,
   new_by TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS stream_count_stories (
+  kind TEXT NOT NULL, window_start TEXT NOT NULL, window_end TEXT NOT NULL, key TEXT NOT NULL,
+  language TEXT NOT NULL, story TEXT NOT NULL,
+  PRIMARY KEY (kind, window_start, window_end, key, language, story));
 CREATE TABLE IF NOT EXISTS stream_outbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT NOT NULL, record TEXT NOT NULL);
 """
@@ -75,7 +80,8 @@ class StreamStore(ArticleStore):
                             **json.loads(row[4]))
 
     def commit_batch(self, batch: str, messages: int, articles: Iterable[Article],
-                     dead_letters: Iterable[DeadLetter], late: Iterable[Article] = ()) -> BatchOutcome:
+                     dead_letters: Iterable[DeadLetter], late: Iterable[Article] = (),
+                     stories: StoryOptions | None = None) -> BatchOutcome:
         """Articles (new ids only), their totals and dirty windows, dead letters: all or nothing.
 
         Idempotent per `batch`: committing the same batch id twice changes nothing the second time
@@ -87,10 +93,12 @@ class StreamStore(ArticleStore):
         new = dup = dead_n = 0
         by_language: dict[str, int] = defaultdict(int)
         by_topic: dict[str, int] = defaultdict(int)
-        keyword_delta: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-        topic_delta: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        keyword_delta: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        topic_delta: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         dirty: set[tuple[float, float]] = set()
         with self.db:
+            if stories is not None:   # against the stored signatures, as scheduled runs do
+                articles = self.assign_stories(list(articles), stories)
             for article in articles:
                 published = to_epoch(article.published)
                 cursor = self.db.execute(
@@ -109,22 +117,26 @@ class StreamStore(ArticleStore):
                 dirty.update(windows)
                 for start, end in windows:
                     bounds = (from_epoch(start), from_epoch(end))
-                    for (keyword, language), (n, mentions) in keyword_pairs(article):
+                    for (keyword, language), (mentions, story) in keyword_pairs(article):
                         delta = keyword_delta[(*bounds, keyword, language)]
-                        delta[0] += n
+                        delta[0] += 1
                         delta[1] += mentions
-                    for (topic, language), n in topic_pairs(article):
-                        topic_delta[(*bounds, topic, language)] += n
+                        delta[2] += self._new_story("k", (*bounds, keyword, language), story)
+                    for (topic, language), (_, story) in topic_pairs(article):
+                        tdelta = topic_delta[(*bounds, topic, language)]
+                        tdelta[0] += 1
+                        tdelta[1] += self._new_story("t", (*bounds, topic, language), story)
             self.db.executemany(
-                "INSERT INTO counts (window_start, window_end, keyword, language, articles, mentions) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (window_start, window_end, keyword, language) "
-                "DO UPDATE SET articles = articles + excluded.articles, mentions = mentions + excluded.mentions",
-                [(*k, v[0], v[1]) for k, v in keyword_delta.items()])
+                "INSERT INTO counts (window_start, window_end, keyword, language, articles, mentions, stories) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (window_start, window_end, keyword, language) "
+                "DO UPDATE SET articles = articles + excluded.articles, mentions = mentions + excluded.mentions, "
+                "stories = COALESCE(stories, 0) + excluded.stories",
+                [(*k, v[0], v[1], v[2]) for k, v in keyword_delta.items()])
             self.db.executemany(
-                "INSERT INTO topics (window_start, window_end, topic, language, articles) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (window_start, window_end, topic, language) "
-                "DO UPDATE SET articles = articles + excluded.articles",
-                [(*k, v) for k, v in topic_delta.items()])
+                "INSERT INTO topics (window_start, window_end, topic, language, articles, stories) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (window_start, window_end, topic, language) "
+                "DO UPDATE SET articles = articles + excluded.articles, stories = COALESCE(stories, 0) + excluded.stories",
+                [(*k, v[0], v[1]) for k, v in topic_delta.items()])
             self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)", sorted(dirty))
             for dead in dead_letters:
                 dead_n += 1
@@ -140,6 +152,12 @@ class StreamStore(ArticleStore):
             self.db.execute("INSERT INTO stream_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (batch, stamp, messages, new, dup, dead_n, late_n, json.dumps(new_by)))
         return BatchOutcome(articles=new, duplicates=dup, dead_letters=dead_n, late=late_n, **new_by)
+
+    def _new_story(self, kind: str, key: tuple[str, str, str, str], story: str) -> int:
+        """1 when `story` is new among the articles counted under this key (distinct stories)."""
+        cursor = self.db.execute("INSERT OR IGNORE INTO stream_count_stories VALUES (?, ?, ?, ?, ?, ?)",
+                                 (kind, *key, story))
+        return 1 if cursor.rowcount else 0
 
     # ------------------------------------------------------------ export (after the ack)
 
@@ -158,16 +176,16 @@ class StreamStore(ArticleStore):
         topics: list[dict[str, Any]] = []
         for start, end in windows:
             bounds = (from_epoch(start), from_epoch(end))
-            for ws, we, k, lang, n, m in self.db.execute(
-                    "SELECT window_start, window_end, keyword, language, articles, mentions FROM counts "
+            for ws, we, k, lang, n, m, st in self.db.execute(
+                    "SELECT window_start, window_end, keyword, language, articles, mentions, stories FROM counts "
                     "WHERE window_start = ? AND window_end = ?", bounds):
                 counts.append({"window_start": ws, "window_end": we, "keyword": k, "language": lang,
-                               "articles": n, "mentions": m})
-            for ws, we, t, lang, n in self.db.execute(
-                    "SELECT window_start, window_end, topic, language, articles FROM topics "
+                               "articles": n, "mentions": m, "stories": st})
+            for ws, we, t, lang, n, st in self.db.execute(
+                    "SELECT window_start, window_end, topic, language, articles, stories FROM topics "
                     "WHERE window_start = ? AND window_end = ?", bounds):
                 topics.append({"window_start": ws, "window_end": we, "topic": t, "language": lang,
-                               "articles": n})
+                               "articles": n, "stories": st})
         return counts, topics
 
     def exported(self, windows: Sequence[tuple[float, float]], article_ids: Sequence[str],
@@ -182,19 +200,25 @@ class StreamStore(ArticleStore):
 
     def verify_counts(self) -> list[str]:
         """Recompute every total from the stored articles; return the differences (none = ok)."""
-        keyword: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-        topic: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        keyword: dict[tuple[str, str, str, str], list[Any]] = defaultdict(lambda: [0, 0, set()])
+        topic: dict[tuple[str, str, str, str], list[Any]] = defaultdict(lambda: [0, set()])
         for published, state in self.db.execute("SELECT published, state FROM stored_articles"):
             article = article_from_state(json.loads(state))
             for start, end in windows_of(published, self.size, self.period):
                 bounds = (from_epoch(start), from_epoch(end))
-                for (k, lang), (n, m) in keyword_pairs(article):
-                    keyword[(*bounds, k, lang)][0] += n
+                for (k, lang), (m, story) in keyword_pairs(article):
+                    keyword[(*bounds, k, lang)][0] += 1
                     keyword[(*bounds, k, lang)][1] += m
-                for (t, lang), n in topic_pairs(article):
-                    topic[(*bounds, t, lang)] += n
-        stored_k = {tuple(r[:4]): [r[4], r[5]] for r in self.db.execute("SELECT * FROM counts")}
-        stored_t = {tuple(r[:4]): r[4] for r in self.db.execute("SELECT * FROM topics")}
+                    keyword[(*bounds, k, lang)][2].add(story)
+                for (t, lang), (_, story) in topic_pairs(article):
+                    topic[(*bounds, t, lang)][0] += 1
+                    topic[(*bounds, t, lang)][1].add(story)
+        keyword = {k: [v[0], v[1], len(v[2])] for k, v in keyword.items()}  # type: ignore[misc]
+        topic = {k: [v[0], len(v[1])] for k, v in topic.items()}  # type: ignore[misc]
+        stored_k = {tuple(r[:4]): [r[4], r[5], r[6]] for r in self.db.execute(
+            "SELECT window_start, window_end, keyword, language, articles, mentions, stories FROM counts")}
+        stored_t = {tuple(r[:4]): [r[4], r[5]] for r in self.db.execute(
+            "SELECT window_start, window_end, topic, language, articles, stories FROM topics")}
         problems = [f"counts {k}: stored {stored_k.get(k)} != recount {v}"
                     for k, v in keyword.items() if stored_k.get(k) != v]
         problems += [f"counts {k}: stored {v}, no article" for k, v in stored_k.items() if k not in keyword]
