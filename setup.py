@@ -26,6 +26,7 @@ setup(
         "starlette>=0.46,<2",
         "uvicorn>=0.34,<1",
         "datasketch>=2.0,<3",
+        "numpy>=1.24,<3",          # used directly (stories, langid), not only through beam
     ],
     extras_require={
         "test": ["pytest>=8,<10", "mypy>=1.10", "selenium>=4.25,<5", "httpx>=0.27,<1", "hypothesis>=6.100,<7"],

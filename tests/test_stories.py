@@ -150,9 +150,20 @@ EXPECTED = [("a", "a", 2), ("b", "a", 2), ("c", "c", 1), ("d", "d", 2), ("e", "d
 
 def test_group_stories_batch_stage() -> None:
     with TestPipeline() as p:
-        out = (p | beam.Create(BATCH) | GroupStories(StoryOptions())
-               | beam.Map(lambda a: (a.id, a.story, a.story_size)))
+        grouped = p | beam.Create(BATCH) | GroupStories(StoryOptions())
+        out = grouped.articles | beam.Map(lambda a: (a.id, a.story, a.story_size))
         assert_that(out, equal_to(EXPECTED))
+        assert_that(grouped[GroupStories.DEAD], equal_to([]), label="NoDeadLetters")
+
+
+def test_group_stories_dead_letters_an_article_it_cannot_match() -> None:
+    bad = BATCH[0].replace(id="bad", published="not a time")
+    with TestPipeline() as p:
+        grouped = p | beam.Create([*BATCH, bad]) | GroupStories(StoryOptions())
+        out = grouped.articles | beam.Map(lambda a: (a.id, a.story, a.story_size))
+        assert_that(out, equal_to(EXPECTED))
+        dead = grouped[GroupStories.DEAD] | beam.Map(lambda d: (d.stage, d.error.split(":")[0]))
+        assert_that(dead, equal_to([("stories", "ValueError")]), label="OneDeadLetter")
 
 
 def test_story_counts_and_story_records() -> None:
@@ -207,7 +218,7 @@ def test_group_stories_streaming_state_and_expiry() -> None:
               .advance_watermark_to(t0 + 10 * DAY)
               .advance_watermark_to_infinity())
     with streaming_pipeline() as p:
-        out = (p | stream | GroupStories(StoryOptions(horizon=3 * DAY), streaming=True)
+        out = ((p | stream | GroupStories(StoryOptions(horizon=3 * DAY), streaming=True)).articles
                | beam.Map(lambda a: (a.id, a.story, a.story_size)))
         assert_that(out, equal_to([("a", "a", 1), ("b", "a", 2), ("d", "d", 1), ("c", "c", 1)]))
 
@@ -253,6 +264,6 @@ def test_streaming_memory_is_capped_per_language() -> None:
               .add_elements([TimestampedValue(copy, t0 + 20)])
               .advance_watermark_to_infinity())
     with streaming_pipeline() as p:
-        out = (p | stream | GroupStories(StoryOptions(max_remembered=1), streaming=True)
+        out = ((p | stream | GroupStories(StoryOptions(max_remembered=1), streaming=True)).articles
                | beam.Map(lambda a: (a.id, a.story)))
         assert_that(out, equal_to([("a", "a"), ("b", "b"), ("c", "c")]))

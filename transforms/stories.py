@@ -42,6 +42,7 @@ from apache_beam.typehints import KV
 from apache_beam.utils.timestamp import Timestamp
 from datasketch import MinHash, MinHashLSH
 
+from transforms.deadletters import DEAD, dead_letter
 from transforms.records import Article, ArticleCoder
 from transforms.textnorm import TOKEN_RE, fold, is_arabic, lookup_keys
 from transforms.timeutil import to_epoch
@@ -56,6 +57,7 @@ DEFAULT_MAX_REMEMBERED = 50_000       # per language: batch matcher and streamin
 LEDE_WORDS = 40
 _SEED = 1
 
+STAGE = "stories"
 _MERGED = Metrics.counter("mediamon", "story_merges")
 _STORIES = Metrics.counter("mediamon", "stories")      # articles that start a story
 
@@ -235,15 +237,28 @@ def order_key(article: Article) -> tuple[float, str, str]:
     return (to_epoch(article.published), article.fetched, article.id)
 
 
+Prepared = tuple[Article, float, "np.ndarray | None", tuple[str, ...]]
+
+
+def prepare(article: Article, matcher: StoryMatcher,
+            min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS) -> Prepared:
+    """What matching needs of one article: its time, signature and title numbers (may raise)."""
+    return (article, to_epoch(article.published),
+            matcher.signer.sign(features(article.title, article.summary, min_title_tokens)),
+            title_numbers(article.title))
+
+
+def assign_prepared(prepared: Sequence[Prepared], matcher: StoryMatcher) -> list[Article]:
+    """Prepared articles of one language, matched in (published, fetched, id) order."""
+    ordered = sorted(prepared, key=lambda p: (p[1], p[0].fetched, p[0].id))
+    stories = [matcher.assign(a.id, published, sig, numbers) for a, published, sig, numbers in ordered]
+    return [p[0].replace(story=s, story_size=matcher.sizes[s]) for p, s in zip(ordered, stories)]
+
+
 def group_articles(articles: Sequence[Article], matcher: StoryMatcher,
                    min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS) -> list[Article]:
     """One language's articles -> the same articles with `story` and `story_size` set."""
-    ordered = sorted(articles, key=order_key)
-    stories = [matcher.assign(a.id, to_epoch(a.published),
-                              matcher.signer.sign(features(a.title, a.summary, min_title_tokens)),
-                              title_numbers(a.title))
-               for a in ordered]
-    return [a.replace(story=s, story_size=matcher.sizes[s]) for a, s in zip(ordered, stories)]
+    return assign_prepared([prepare(a, matcher, min_title_tokens) for a in articles], matcher)
 
 
 # ---------------------------------------------------------------- the stage
@@ -271,10 +286,17 @@ class _GroupLanguageFn(beam.DoFn):
     def __init__(self, options: StoryOptions) -> None:
         self.options = options
 
-    def process(self, element: tuple[str, Iterable[bytes]]) -> Iterator[Article]:
+    def process(self, element: tuple[str, Iterable[bytes]]) -> Iterator[Any]:
         _, packed = element
-        articles = [_CODER.decode(zlib.decompress(p)) for p in packed]
-        yield from group_articles(articles, self.options.matcher(), self.options.min_title_tokens)
+        matcher = self.options.matcher()
+        prepared: list[Prepared] = []
+        for data in packed:
+            article = _CODER.decode(zlib.decompress(data))
+            try:
+                prepared.append(prepare(article, matcher, self.options.min_title_tokens))
+            except Exception as exc:  # noqa: BLE001 - one article must not fail its language
+                yield dead_letter(STAGE, article, exc)
+        yield from assign_prepared(prepared, matcher)
 
 
 def _empty_memory(num_perm: int) -> dict[str, Any]:
@@ -309,13 +331,17 @@ class _StreamingStoriesFn(beam.DoFn):
 
     def process(self, element: tuple[str, Article],
                 memory: Any = beam.DoFn.StateParam(MEMORY),
-                expiry: Any = beam.DoFn.TimerParam(EXPIRY)) -> Iterator[Article]:
+                expiry: Any = beam.DoFn.TimerParam(EXPIRY)) -> Iterator[Any]:
         _, article = element
         opts = self.options
         mem = memory.read() or _empty_memory(opts.num_perm)
-        published = to_epoch(article.published)
-        sig = self.signer.sign(features(article.title, article.summary, opts.min_title_tokens))
-        numbers = title_numbers(article.title)
+        try:
+            published = to_epoch(article.published)
+            sig = self.signer.sign(features(article.title, article.summary, opts.min_title_tokens))
+            numbers = title_numbers(article.title)
+        except Exception as exc:  # noqa: BLE001 - one article must not fail the job
+            yield dead_letter(STAGE, article, exc)
+            return
         story = article.id
         if sig is not None and mem["ids"]:
             scores = (mem["signatures"] == sig).mean(axis=1)
@@ -364,25 +390,30 @@ class _StreamingStoriesFn(beam.DoFn):
 
 
 class GroupStories(beam.PTransform):
-    """Article -> Article with `story` (first article's id) and `story_size`, per language.
+    """Article -> Article with `story` (first article's id) and `story_size`, per language:
+    main output `articles`, tagged output `dead_letters` (an article matching raised on).
 
     Batch: all of a language's articles in one group, matched in (published, id) order.
     Streaming (`streaming=True`): per-language state of one horizon, bounded."""
+
+    DEAD = DEAD
 
     def __init__(self, options: StoryOptions | None = None, streaming: bool = False) -> None:
         super().__init__()
         self.options = options or StoryOptions()
         self.streaming = streaming
 
-    def expand(self, articles: beam.PCollection) -> beam.PCollection:
+    def expand(self, articles: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         if not self.streaming:
             grouped = (articles
                        | "PackByLanguage" >> beam.Map(_pack).with_output_types(KV[str, bytes])
                        | "GroupByLanguage" >> beam.GroupByKey()
-                       | "MatchStories" >> beam.ParDo(_GroupLanguageFn(self.options)).with_output_types(Article))
-            return cast("beam.PCollection", grouped)
+                       | "MatchStories" >> beam.ParDo(_GroupLanguageFn(self.options))
+                       .with_output_types(Article).with_outputs(DEAD, main="articles"))
+            return cast("beam.pvalue.DoOutputsTuple", grouped)
         streamed = (articles
                     | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
                     | "KeyByLanguage" >> beam.Map(lambda a: (a.language, a)).with_output_types(KV[str, Article])
-                    | "MatchStories" >> beam.ParDo(_StreamingStoriesFn(self.options)).with_output_types(Article))
-        return cast("beam.PCollection", streamed)
+                    | "MatchStories" >> beam.ParDo(_StreamingStoriesFn(self.options))
+                    .with_output_types(Article).with_outputs(DEAD, main="articles"))
+        return cast("beam.pvalue.DoOutputsTuple", streamed)

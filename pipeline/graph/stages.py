@@ -73,13 +73,15 @@ def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = F
     detected = deduped | "DetectLanguage" >> DetectLanguage(
         config.language.allowed, dict(config.language.aliases), config.language.second_opinion)
     grouped = detected.articles
+    stage_dead = [parsed[ParseFeedItems.DEAD], detected[DetectLanguage.DEAD]]
     if stories:
-        grouped = grouped | "GroupStories" >> GroupStories(story_options(config), streaming=streaming)
+        storied = grouped | "GroupStories" >> GroupStories(story_options(config), streaming=streaming)
+        grouped = storied.articles
+        stage_dead.append(storied[GroupStories.DEAD])
     tagged = grouped | "TagTopics" >> TagTopics(config.topics, config.keywords, config.variants)
     articles = tagged.articles | "CountArticles" >> beam.Map(_count("mediamon", "articles"))
     # items that did not become articles: they balance items_read
-    dead = ((parsed[ParseFeedItems.DEAD], detected[DetectLanguage.DEAD], tagged[TagTopics.DEAD],
-             *extra_dead)
+    dead = ((*stage_dead, tagged[TagTopics.DEAD], *extra_dead)
             | "FlattenDeadLetters" >> beam.Flatten()
             | "CountDeadLetters" >> beam.Map(_count("mediamon", "dead_letters")))
     if not counts:
