@@ -101,10 +101,10 @@ def _alerts_stage(p: beam.Pipeline, config: Config, store: "ArticleStore",
     last = max((e for _, e in windows), default=0.0)
     history = store.articles_in([(first - lookback, last)]) if windows else []
     earlier = store.alerts()
-    origin_row = store.db.execute("SELECT min(published) FROM stored_articles").fetchone()
+    earliest = store.earliest_published()
     origin = None
-    if origin_row and origin_row[0] is not None:
-        origin = from_epoch(min(s for s, _ in windows_of(origin_row[0], config.windows.size, config.windows.period)))
+    if earliest is not None:
+        origin = from_epoch(min(s for s, _ in windows_of(earliest, config.windows.size, config.windows.period)))
     return (cast("beam.PCollection", p | "AlertHistory" >> beam.Create(history, reshuffle=False)
             | "DetectSpikes" >> DetectSpikes(config.alerts, config.windows.size, config.windows.period,
                                              new_windows=[from_epoch(s) for s, _ in windows],
@@ -215,17 +215,8 @@ def _clear_period(config: Config, store: ArticleStore, windows: Sequence[tuple[f
     paths.add(config.state.path)
     bounds = [(from_epoch(s), from_epoch(e)) for s, e in windows]
     for path in paths:
-        if path is None or not Path(path).exists():
-            continue
-        conn = sqlite.connect(path)
-        try:
-            with conn:
-                for table in ("counts", "topics", "stories"):
-                    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
-                    if exists:
-                        conn.executemany(f"DELETE FROM {table} WHERE window_start = ? AND window_end = ?", bounds)
-        finally:
-            conn.close()
+        if path is not None and Path(path).exists():
+            sqlite.delete_windows(path, ("counts", "topics", "stories"), bounds)
 
 
 def run_with_state(config: Config, beam_args: Sequence[str] = (), progress: bool = True) -> Summary:

@@ -153,9 +153,14 @@ class ArticleStore:
             self.db.executemany("UPDATE stored_articles SET exported = 1 WHERE id = ?", [(i,) for i in exported])
             self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (now_iso(), run))
 
+    def earliest_published(self) -> float | None:
+        """The publication time (epoch seconds) of the oldest stored article, or None."""
+        row = self.db.execute("SELECT min(published) FROM stored_articles").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts raised by earlier runs (their cool-downs still hold)."""
-        exists = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'alerts'").fetchone()
+        exists = sqlite.table_exists(self.db, "alerts")
         if not exists:
             return []
         cursor = self.db.execute("SELECT * FROM alerts")

@@ -141,8 +141,7 @@ def _read_sqlite(file: Path, table: str) -> Iterator[dict[str, Any]]:
         raise OutputsError(f"{file}: cannot open SQLite file: {exc}") from exc
     try:
         conn.row_factory = sqlite3.Row
-        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone()
-        if not exists:
+        if not sqlite.table_exists(conn, table):
             return
         for row in conn.execute(f'SELECT * FROM "{table}"'):  # table is one of WHATS
             yield dict(row)

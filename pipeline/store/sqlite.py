@@ -36,6 +36,20 @@ def table_exists(conn: sqlite3.Connection, table: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone() is not None
 
 
+def delete_windows(path: Path | str, tables: Iterable[str], bounds: Iterable[tuple[str, str]]) -> None:
+    """Delete the rows of the given windows (window_start, window_end) from each table that
+    exists, in one transaction (a rebuild clears what it is about to recount)."""
+    bounds = list(bounds)
+    conn = connect(path)
+    try:
+        with conn:
+            for table in tables:
+                if table_exists(conn, table):
+                    conn.executemany(f"DELETE FROM {table} WHERE window_start = ? AND window_end = ?", bounds)
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------- record tables (sqlite sinks)
 
 SQLITE_COLUMNS: dict[str, tuple[str, ...]] = {
