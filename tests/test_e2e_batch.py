@@ -39,8 +39,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_demo_summary_balances_and_counts_every_kind(demo_run: tuple[Path, dict]) -> None:
     out, s = demo_run
     assert s["items_read"] == s["articles"] + s["duplicates"] + s["dead_letters"] + s["late"]
-    # 6 + 5 + 3 + 4 Arabic/English/English/French entries, 1 broken feed, 6 + 13 JSONL lines
-    assert s["items_read"] == 6 + 5 + 3 + 4 + 1 + 6 + 13
+    # 6 + 5 + 3 + 4 Arabic/English/English/French entries, 1 broken feed, 6 + 15 JSONL lines
+    assert s["items_read"] == 6 + 5 + 3 + 4 + 1 + 6 + 15
     assert s["dead_letters"] == 3           # the broken feed + two bad JSONL lines
     assert s["duplicates"] == 4             # ar repeat, 2 syndicated wire stories, tr repeat
     assert s["articles"] == len(read_jsonl(out / "articles.jsonl"))
@@ -87,10 +87,10 @@ def test_demo_counts_and_sqlite_agree(demo_run: tuple[Path, dict]) -> None:
 def test_demo_raises_the_spike_alert_in_five_languages(demo_run: tuple[Path, dict]) -> None:
     out, _ = demo_run
     alerts = read_jsonl(out / "alerts.jsonl")
-    # demo/burst.jsonl: one Raqqa-offensive article a day on 10-14 October, then 8 on the 18th
+    # demo/burst.jsonl: one Raqqa-offensive article a day on 10-14 October, then 10 on the 18th (two of them rewrites that join an earlier story)
     assert [(a["topic"], a["window_start"], a["rule"]) for a in alerts] == \
         [("raqqa-offensive", "2017-10-18T00:00:00Z", "raqqa-spike")]
-    assert alerts[0]["count"] == 8 and alerts[0]["baseline"] == 2.4 and len(alerts[0]["articles"]) == 8
+    assert alerts[0]["count"] == 10 and alerts[0]["baseline"] == 2.4 and len(alerts[0]["articles"]) == 10
     db = sqlite3.connect(out / "mediamon.db")
     assert db.execute("select count(*) from alerts").fetchone()[0] == 1
     langs = {r[0] for r in db.execute("select language from topics where topic = 'raqqa-offensive'")}
@@ -153,3 +153,15 @@ sinks: [{type: jsonl, path: dead.jsonl, what: dead_letters}]
     assert (summary["items_read"], summary["dead_letters"]) == (1, 1)
     [dead] = read_jsonl(tmp_path / "dead.jsonl")
     assert dead["stage"] == "read" and dead["source"] == "missing.jsonl"
+
+
+def test_demo_rewritten_copies_join_their_story(demo_run: tuple[Path, dict]) -> None:
+    """Two outlets rewrite an earlier report (en, ar): each pair is one story of two articles."""
+    out, s = demo_run
+    articles = read_jsonl(out / "articles.jsonl")
+    stories: dict[str, set[str]] = {}
+    for a in articles:
+        stories.setdefault(a["story"], set()).add(a["source"])
+    merged = sorted(sorted(sources) for sources in stories.values() if len(sources) > 1)
+    assert merged == [["demo-arabic", "demo-sham"], ["demo-gazette", "demo-wire"]]
+    assert s["stories"] == s["articles"] - 2

@@ -149,7 +149,7 @@ def test_dashboard_draws_charts_alert_and_rtl(served: dict[str, Any], browser: A
     # the demo's spike alert with its articles and highlighted evidence
     alert = browser.execute_script("return document.querySelector('#alerts .alert')?.innerText || ''")
     assert "Raqqa offensive" in alert and "2017-10-18T00:00:00Z" in alert and "raqqa-spike" in alert
-    assert browser.execute_script("return document.querySelectorAll('#alerts .alert li').length") == 8
+    assert browser.execute_script("return document.querySelectorAll('#alerts .alert li').length") == 10
     assert browser.execute_script("return document.querySelectorAll('#articles mark').length") > 5
     # Arabic titles and summaries are laid out right to left, English ones left to right
     directions = browser.execute_script("""
