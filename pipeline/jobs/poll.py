@@ -22,16 +22,15 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any, Iterable, Iterator
 
 from pipeline.config import Config, UsageError
 from pipeline.feeds.documents import all_feeds
 from pipeline.feeds.fetch import fetch_feeds
 from pipeline.feeds.state import FeedStateStore, HeldFeedState
+from pipeline.graph.signals import StopOnSignal
 from pipeline.io.pubsub import (
     ensure_subscription,
     ensure_topic,
@@ -127,13 +126,8 @@ def run_poller(config: Config, once: bool = False, interval: float | None = None
     if not (config.sources.feeds or config.sources.opml):
         raise UsageError("this config has no feeds to poll")
     every = interval if interval is not None else config.poll.interval
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("poll: signal %d, stopping after this pass", signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = StopOnSignal(lambda name: log.info("poll: %s, stopping after this pass", name)).install()
+    stop = signals.stop
     client = publisher()
     ensure_topic(config.poll.topic, client)
     source = config.sources.pubsub
@@ -157,5 +151,4 @@ def run_poller(config: Config, once: bool = False, interval: float | None = None
     finally:
         published.close()
         store.close()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        signals.restore()

@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 import uuid
-from types import FrameType
 from typing import Any, Sequence
 
 import apache_beam as beam
@@ -37,6 +36,7 @@ from apache_beam.runners.runner import PipelineResult
 from apache_beam.transforms import trigger as beam_trigger
 
 from pipeline.config import Config, UsageError
+from pipeline.graph.signals import StopOnSignal
 from pipeline.graph.beam_patches import fix_direct_runner_metrics, larger_pubsub_pulls
 from pipeline.graph.runner import new_pipeline
 from pipeline.graph.stages import apply_stages, story_options, write_alerts, write_sinks
@@ -219,16 +219,8 @@ def run_stream_graph(config: Config, beam_args: Sequence[str] = (), max_seconds:
     source = config.sources.pubsub.subscription or config.sources.pubsub.topic
     topic = heartbeat_topic(config)
     where = f"emulator {os.environ['PUBSUB_EMULATOR_HOST']}" if on_emulator() else "Google Cloud"
-    stop = threading.Event()
-    reason = ["signal"]
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if not stop.is_set():
-            reason[0] = signal.Signals(signum).name
-            _say(f"{reason[0]}: draining")
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = StopOnSignal(lambda name: _say(f"{name}: draining")).install()
+    stop = signals.stop
     heartbeats = _Heartbeats(topic, min(HEARTBEAT_EVERY, config.windows.early))
     try:
         p = new_pipeline(config, beam_args, streaming=True)
@@ -246,7 +238,7 @@ def run_stream_graph(config: Config, beam_args: Sequence[str] = (), max_seconds:
         next_progress = time.monotonic() + PROGRESS_EVERY
         while not stop.wait(0.5):
             if max_seconds is not None and time.monotonic() - started >= max_seconds:
-                reason[0] = "max-seconds"
+                signals.reason = "max-seconds"
                 _say(f"--max-seconds {max_seconds:g} reached: draining")
                 break
             if time.monotonic() >= next_progress:
@@ -264,14 +256,13 @@ def run_stream_graph(config: Config, beam_args: Sequence[str] = (), max_seconds:
         heartbeats.stop()
         summary = Summary()
         read_metrics(result, summary)
-        _say(f"stopped ({reason[0]}) after draining in {time.monotonic() - stop_at:.1f}s: {_progress(metric_counters(result))}")
+        _say(f"stopped ({signals.reason}) after draining in {time.monotonic() - stop_at:.1f}s: {_progress(metric_counters(result))}")
         summary.sinks = sink_paths(config)
         summary.seconds = time.monotonic() - started
         return summary
     finally:
         heartbeats.stop()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        signals.restore()
 
 
 # ==================================================================== exactly-once (state.path)
@@ -468,16 +459,8 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
     if on_emulator():
         ensure_subscription(subscription, config.poll.topic)
     where = f"emulator {os.environ['PUBSUB_EMULATOR_HOST']}" if on_emulator() else "Google Cloud"
-    stop = threading.Event()
-    reason = ["signal"]
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if not stop.is_set():
-            reason[0] = signal.Signals(signum).name
-            _say(f"{reason[0]}: draining")
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = StopOnSignal(lambda name: _say(f"{name}: draining")).install()
+    stop = signals.stop
     summary = Summary()
     try:
         with run_lock(config):
@@ -507,7 +490,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                 rate = 1000.0           # items/s through stages + commit, a running estimate
                 while not stop.is_set():
                     if max_seconds is not None and time.monotonic() - started >= max_seconds:
-                        reason[0] = "max-seconds"
+                        signals.reason = "max-seconds"
                         _say(f"--max-seconds {max_seconds:g} reached: draining")
                         break
                     if prefetch.error is not None:
@@ -550,7 +533,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     except Exception as exc:  # they come back after the ack deadline anyway
                         log.warning("could not give back %d messages: %s", len(ids), exc)
                 _export(store, exporter)
-                _say(f"stopped ({reason[0]}) in {time.monotonic() - stop_at:.1f}s after {number} micro-batches "
+                _say(f"stopped ({signals.reason}) in {time.monotonic() - stop_at:.1f}s after {number} micro-batches "
                      f"({batches.pipelines} pipelines); gave back {len(rest)} unprocessed messages: "
                      f"{_summary_progress(summary)}")
             finally:
@@ -559,8 +542,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                 exporter.close()
                 store.close()
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        signals.restore()
     summary.sinks = sink_paths(config)
     summary.seconds = time.monotonic() - started
     return summary

@@ -95,6 +95,14 @@ class ArticleStore:
         return [by_id[a.id].replace(story_size=max(1, sizes.get(by_id[a.id].story, 1))) if a.id in by_id else a
                 for a in articles]
 
+    def insert_article(self, article: Article, published: float, stamp: str, run: str) -> bool:
+        """Store the article unless its id is stored already (inside the caller's transaction);
+        True when it was new."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO stored_articles (id, published, state, stored_at, run) VALUES (?, ?, ?, ?, ?)",
+            (article.id, published, json.dumps(article_to_state(article), ensure_ascii=False), stamp, run))
+        return bool(cursor.rowcount)
+
     def commit(self, run: str, articles: Iterable[Article], items_read: int,
                stories: StoryOptions | None = None) -> list[Article]:
         """Insert the articles whose id is new (with their story); mark their windows dirty.
@@ -106,12 +114,7 @@ class ArticleStore:
                 articles = self.assign_stories(list(articles), stories)
             for article in articles:
                 published = to_epoch(article.published)
-                cursor = self.db.execute(
-                    "INSERT OR IGNORE INTO stored_articles (id, published, state, stored_at, run) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (article.id, published, json.dumps(article_to_state(article), ensure_ascii=False),
-                     stamp, run))
-                if cursor.rowcount:
+                if self.insert_article(article, published, stamp, run):
                     new.append(article)
                     self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)",
                                         windows_of(published, self.size, self.period))

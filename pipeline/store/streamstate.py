@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 from pipeline.store import sqlite
 from pipeline.store.articles import ArticleStore
 from transforms.counts import keyword_pairs, topic_pairs, windows_of
-from transforms.records import Article, DeadLetter, article_from_state, article_to_state
+from transforms.records import Article, DeadLetter, article_from_state
 from transforms.stories import StoryOptions
 from transforms.timeutil import from_epoch, now_iso, to_epoch
 
@@ -101,12 +101,7 @@ class StreamStore(ArticleStore):
                 articles = self.assign_stories(list(articles), stories)
             for article in articles:
                 published = to_epoch(article.published)
-                cursor = self.db.execute(
-                    "INSERT OR IGNORE INTO stored_articles (id, published, state, stored_at, run) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (article.id, published, json.dumps(article_to_state(article), ensure_ascii=False),
-                     stamp, f"stream:{batch}"))
-                if not cursor.rowcount:
+                if not self.insert_article(article, published, stamp, f"stream:{batch}"):
                     dup += 1
                     continue
                 new += 1
