@@ -1,11 +1,14 @@
-"""How a long-running job is asked to stop: SIGINT or SIGTERM sets an event the job watches.
+"""How a job is asked to stop: SIGINT or SIGTERM sets an event the job watches; and the crash
+hook the kill tests use.
 
 `StopOnSignal(on_first).install()` replaces both handlers; the first signal calls
 `on_first(name)` and records `reason`; `restore()` puts the previous handlers back.
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any, Callable
@@ -32,3 +35,12 @@ class StopOnSignal:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
+
+
+def crash_point(name: str, occurrence: int = 1) -> None:
+    """Test hook: MEDIAMON_CRASH_AT=<name>[:<n>] makes the process SIGKILL itself at the n-th
+    occurrence of that point (default the first; a job without repeats passes 1)."""
+    point, _, nth = os.environ.get("MEDIAMON_CRASH_AT", "").partition(":")
+    if point == name and occurrence == int(nth or 1):
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)

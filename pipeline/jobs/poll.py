@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -30,7 +27,7 @@ from pipeline.config import Config, UsageError
 from pipeline.feeds.documents import all_feeds
 from pipeline.feeds.fetch import fetch_feeds
 from pipeline.feeds.state import FeedStateStore, HeldFeedState
-from pipeline.graph.signals import StopOnSignal
+from pipeline.graph.signals import StopOnSignal, crash_point
 from pipeline.io.pubsub import (
     ensure_subscription,
     ensure_topic,
@@ -46,12 +43,6 @@ from transforms.records import Article, DeadLetter, FeedDocument
 
 log = logging.getLogger(__name__)
 
-
-def crash_point(name: str) -> None:
-    """Test hook: MEDIAMON_CRASH_AT=<name> makes the poller SIGKILL itself here."""
-    if os.environ.get("MEDIAMON_CRASH_AT") == name:
-        sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
 
 @dataclass
 class PassResult:

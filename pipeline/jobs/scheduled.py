@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence, cast
@@ -35,6 +32,7 @@ import apache_beam as beam
 from pipeline.config import Config, SinkConfig, UsageError
 from pipeline.feeds.documents import fetch_documents
 from pipeline.feeds.state import FeedStateStore, HeldFeedState
+from pipeline.graph.signals import crash_point
 from pipeline.graph.runner import new_pipeline
 from pipeline.graph.stages import (
     StageOutputs,
@@ -66,22 +64,6 @@ from transforms.topic_matcher import Tagger
 from transforms.topics import tag_article
 
 log = logging.getLogger(__name__)
-
-
-
-def crash_point(name: str) -> None:
-    """Test hook: MEDIAMON_CRASH_AT=<name> makes the run SIGKILL itself here."""
-    if os.environ.get("MEDIAMON_CRASH_AT") == name:
-        sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-
-
-
-
-
-
 
 
 def _store_sinks(config: Config, whats: Sequence[str]) -> list[SinkConfig]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sqlite3
 import sys
 import threading
@@ -36,7 +35,7 @@ from apache_beam.runners.runner import PipelineResult
 from apache_beam.transforms import trigger as beam_trigger
 
 from pipeline.config import Config, UsageError
-from pipeline.graph.signals import StopOnSignal
+from pipeline.graph.signals import StopOnSignal, crash_point
 from pipeline.graph.beam_patches import fix_direct_runner_metrics, larger_pubsub_pulls
 from pipeline.graph.runner import new_pipeline
 from pipeline.graph.stages import apply_stages, story_options, write_alerts, write_sinks
@@ -274,15 +273,6 @@ BUFFER_BYTES = 2 * MAX_BATCH_BYTES
 PULL_TIMEOUT = 1.0                  # an idle pull returns after this long
 BATCH_SECONDS = 5.0                 # a micro-batch should take about this long at most
 
-
-def crash_point(name: str, batch_number: int) -> None:
-    """Test hook: MEDIAMON_CRASH_AT=<name>[:<n>] makes the job SIGKILL itself at that point
-    (of the n-th micro-batch, default the first)."""
-    wanted = os.environ.get("MEDIAMON_CRASH_AT", "")
-    point, _, nth = wanted.partition(":")
-    if point == name and batch_number == int(nth or 1):
-        sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _Prefetch:
