@@ -296,17 +296,7 @@ class Store:
         if path is None or not self.has_table(path, "dead_letters"):
             return {"stages": [], "latest": []}
         since, until = self.bounds(f)
-        where, args = ["1=1"], []
-        if since:
-            where.append("at >= ?")
-            args.append(since)
-        if until:
-            where.append("at < ?")
-            args.append(until)
-        if f.source:
-            where.append("source = ?")
-            args.append(f.source)
-        cond = " AND ".join(where)
+        cond, args = _where(since, until, time_column="at", source=f.source)
         with self._conn(path) as conn:
             stages = [{"stage": s, "count": n} for s, n in conn.execute(
                 f"SELECT stage, COUNT(*) FROM dead_letters WHERE {cond} GROUP BY stage ORDER BY 2 DESC", args)]
@@ -394,14 +384,16 @@ class Store:
         return rows
 
 
-def _where(since: str | None, until: str | None, **equal: str | None) -> tuple[str, list[Any]]:
-    """`window_start` in [since, until) and `column = value` for each value given: SQL and args."""
+def _where(since: str | None, until: str | None, time_column: str = "window_start",
+           **equal: str | None) -> tuple[str, list[Any]]:
+    """`time_column` in [since, until) and `column = value` for each value given: SQL and args
+    (column names are ours, never the request's; values are parameters)."""
     where, args = ["1=1"], []
     if since:
-        where.append("window_start >= ?")
+        where.append(f"{time_column} >= ?")
         args.append(since)
     if until:
-        where.append("window_start < ?")
+        where.append(f"{time_column} < ?")
         args.append(until)
     for column, value in equal.items():
         if value:
