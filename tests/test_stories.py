@@ -267,3 +267,23 @@ def test_streaming_memory_is_capped_per_language() -> None:
         out = ((p | stream | GroupStories(StoryOptions(max_remembered=1), streaming=True)).articles
                | beam.Map(lambda a: (a.id, a.story)))
         assert_that(out, equal_to([("a", "a"), ("b", "b"), ("c", "c")]))
+
+
+def test_a_recurring_headline_template_does_not_make_matching_quadratic() -> None:
+    """Thousands of "N killed in X" headlines share LSH buckets but never merge (their numbers
+    differ): each bucket keeps only its newest ids, so a query looks at a bounded number of
+    candidates, and a true rewrite of the newest one still joins it."""
+    matcher = StoryMatcher()
+    template = "Shelling kills {n} civilians in eastern Ghouta, monitor says"
+    lede = "A war monitor said {n} civilians were killed in shelling on the besieged enclave."
+    for i in range(2000):
+        n = str(10 + i)
+        matcher.assign(f"t{i}", float(i), SIGNER.sign(features(template.format(n=n), lede.format(n=n))), (n,))
+    probe = SIGNER.sign(features(template.format(n="2009"), lede.format(n="2009")))
+    assert probe is not None
+    candidates = matcher.bands.query(probe)
+    assert len(candidates) <= matcher.bands.bands * matcher.bands.keep < 2000
+    assert len(matcher.sizes) == 2000                              # none merged: numbers differ
+    rewrite = SIGNER.sign(features("Shelling kills 2009 civilians in Eastern Ghouta - monitor",
+                                   lede.format(n="2009")))
+    assert matcher.assign("copy", 2000.0, rewrite, ("2009",)) == "t1999"

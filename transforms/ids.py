@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import ipaddress
 import re
@@ -55,6 +56,7 @@ _MAX_UNWRAP = 8
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def canonical_url(url: str) -> str:
     """Canonical form of an http(s) URL (idempotent); other strings are returned stripped.
 

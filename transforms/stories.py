@@ -12,9 +12,10 @@ Pure logic first (no Beam), then the stage `GroupStories`.
 * `StoryMatcher`: per language, articles in (published, id) order; an article joins the story
   of the most similar earlier article (estimated Jaccard >= `threshold`) published within
   `horizon` seconds of it, else it starts its own story, whose id is its own id.  Candidates
-  come from a datasketch MinHashLSH index (at a lower threshold than the verification, so the
-  index does not decide), articles older than the horizon leave the index: memory is bounded
-  by the articles of one horizon.
+  come from an LSH band index (`Bands`: datasketch's bands and rows for a lower threshold than
+  the verification, so the index does not decide; each bucket keeps its newest ids, so a query
+  costs at most bands x keep candidates, scored at once); articles older than the horizon leave
+  the index: memory is bounded by the articles of one horizon (and `max_remembered`).
 
 The stage (`GroupStories`): batch groups each language's articles under one key (as
 compressed bytes) and runs the matcher in order, so the result does not depend on the runner
@@ -28,6 +29,7 @@ from __future__ import annotations
 import functools
 import re
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence, cast
 
@@ -54,6 +56,7 @@ MAX_NUMBERS = 4
 DEFAULT_NUM_PERM = 128
 DEFAULT_MIN_TITLE_TOKENS = 3
 DEFAULT_MAX_REMEMBERED = 50_000       # per language: batch matcher and streaming state
+DEFAULT_BUCKET_KEEP = 8              # an LSH bucket keeps its newest ids (see Bands)
 LEDE_WORDS = 40
 _SEED = 1
 
@@ -141,10 +144,6 @@ class Signer:
         m.update_batch([f.encode("utf-8") for f in items])
         return np.asarray(m.hashvalues, dtype=np.uint32)
 
-    def minhash(self, values: np.ndarray) -> MinHash:
-        return MinHash(num_perm=self.num_perm, seed=_SEED, hashvalues=values,
-                       permutations=self._template.permutations, scheme=self._template.scheme)
-
 
 def similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
     """Estimated Jaccard similarity of two signatures (0 when either is missing)."""
@@ -164,6 +163,51 @@ class Remembered:
     numbers: tuple[str, ...] = ()
 
 
+@functools.lru_cache(maxsize=16)
+def _band_shape(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) that datasketch's MinHashLSH picks for this threshold (it integrates
+    false positive and negative rates: 40 ms, so once per setting)."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
+class Bands:
+    """LSH banding of MinHash signatures: `bands` x `rows` as datasketch's MinHashLSH chooses
+    them for the index threshold, but each bucket keeps only its `keep` most recently added ids.
+
+    A recurring headline template ("N killed in X", a daily briefing) puts thousands of
+    articles in the same buckets that never merge (their numbers differ); an uncapped index
+    makes each query scan them all (quadratic over a day).  The newest members of a bucket
+    are the ones a new article joins (the newest wins a tie), so capping loses little: an
+    article is still found through any band in which it is among the `keep` newest."""
+
+    def __init__(self, threshold: float, num_perm: int, keep: int = DEFAULT_BUCKET_KEEP) -> None:
+        self.bands, self.rows = _band_shape(threshold, num_perm)
+        self.keep = keep
+        self.tables: list[dict[bytes, deque[str]]] = [{} for _ in range(self.bands)]
+
+    def keys(self, signature: np.ndarray) -> list[bytes]:
+        """Each band's bucket key: the bytes of its `rows` values."""
+        raw = signature[:self.bands * self.rows].tobytes()
+        step = 4 * self.rows
+        return [raw[i:i + step] for i in range(0, len(raw), step)]
+
+    def insert(self, ident: str, signature: np.ndarray) -> None:
+        for key, table in zip(self.keys(signature), self.tables):
+            bucket = table.get(key)
+            if bucket is None:
+                bucket = table[key] = deque(maxlen=self.keep)
+            bucket.append(ident)
+
+    def query(self, signature: np.ndarray) -> set[str]:
+        found: set[str] = set()
+        for key, table in zip(self.keys(signature), self.tables):
+            bucket = table.get(key)
+            if bucket:
+                found.update(bucket)
+        return found
+
+
 class StoryMatcher:
     """One language's stories: feed articles in (published, id) order to `assign`."""
 
@@ -174,60 +218,82 @@ class StoryMatcher:
         self.num_perm = num_perm
         self.max_remembered = max_remembered
         self.signer = Signer(num_perm)
-        self.lsh = MinHashLSH(threshold=max(0.1, threshold - 0.2), num_perm=num_perm)
+        self.bands = self._index()
         self.remembered: dict[str, Remembered] = {}     # insertion order = published order
         self.sizes: dict[str, int] = {}
-        self._stale = 0                                  # forgotten ids still in the LSH index
+        self._stale = 0                                  # forgotten ids still in the index
 
-    def _forget_before(self, moment: float) -> None:
+    def _index(self) -> Bands:
+        # a lower threshold than the verification, so the index does not decide
+        return Bands(max(0.1, self.threshold - 0.2), self.num_perm)
+
+    def expire(self, moment: float) -> None:
+        """Forget articles published before `moment` (in the order they were remembered) and
+        the oldest beyond `max_remembered`."""
         while self.remembered:
             oldest = next(iter(self.remembered.values()))
             if oldest.published >= moment and len(self.remembered) < self.max_remembered:
                 break
             del self.remembered[oldest.id]
             self._stale += 1
+        self._maybe_rebuild()
+
+    def _maybe_rebuild(self) -> None:
         if self._stale > max(1000, len(self.remembered)):   # rebuild: amortised O(1) per article
-            self.lsh = MinHashLSH(threshold=max(0.1, self.threshold - 0.2), num_perm=self.num_perm)
+            self.bands = self._index()
             for entry in self.remembered.values():
-                self.lsh.insert(entry.id, self.signer.minhash(entry.signature))
+                self.bands.insert(entry.id, entry.signature)
             self._stale = 0
 
-    def remember(self, entry: Remembered, minhash: MinHash | None = None) -> None:
+    def remember(self, entry: Remembered) -> None:
         """Add an article whose story is already known (from the state store)."""
         if entry.id in self.remembered:
             return
         self.remembered[entry.id] = entry
-        self.lsh.insert(entry.id, minhash if minhash is not None else self.signer.minhash(entry.signature))
+        self.bands.insert(entry.id, entry.signature)
         self.sizes[entry.story] = self.sizes.get(entry.story, 0) + 1
 
+    def forget(self, ident: str) -> None:
+        """Undo `remember` (a commit that rolled back)."""
+        entry = self.remembered.pop(ident, None)
+        if entry is None:
+            return
+        self._stale += 1
+        left = self.sizes.get(entry.story, 1) - 1
+        if left > 0:
+            self.sizes[entry.story] = left
+        else:
+            self.sizes.pop(entry.story, None)
+        self._maybe_rebuild()
+
     def match(self, signature: np.ndarray | None, published: float,
-              numbers: tuple[str, ...] = (), minhash: MinHash | None = None) -> str | None:
-        """The story of the most similar remembered article within the horizon, if any."""
+              numbers: tuple[str, ...] = ()) -> str | None:
+        """The story of the most similar remembered article within the horizon, if any
+        (ties: the newest, then the greatest story id)."""
         if signature is None:
             return None
+        near = [other for other in map(self.remembered.get, self.bands.query(signature))
+                if other is not None                        # forgotten, still in the index
+                and abs(other.published - published) <= self.horizon
+                and numbers_agree(numbers, other.numbers)]
+        if not near:
+            return None
+        scores = (np.stack([other.signature for other in near]) == signature).mean(axis=1)
         best: tuple[float, float, str] | None = None
-        for ident in self.lsh.query(minhash if minhash is not None else self.signer.minhash(signature)):
-            other = self.remembered.get(ident)
-            if other is None:                            # forgotten, still in the index
-                continue
-            if abs(other.published - published) > self.horizon or not numbers_agree(numbers, other.numbers):
-                continue
-            score = similarity(signature, other.signature)
-            if score >= self.threshold:
-                candidate = (score, -other.published, other.story)
-                if best is None or candidate > best:
-                    best = candidate
+        for i in np.nonzero(scores >= self.threshold)[0]:
+            candidate = (float(scores[i]), -near[i].published, near[i].story)
+            if best is None or candidate > best:
+                best = candidate
         return best[2] if best else None
 
     def assign(self, ident: str, published: float, signature: np.ndarray | None,
                numbers: tuple[str, ...] = ()) -> str:
         """This article's story id (its own id when it starts a story)."""
-        self._forget_before(published - self.horizon)
-        minhash = self.signer.minhash(signature) if signature is not None else None
-        story = self.match(signature, published, numbers, minhash) or ident
+        self.expire(published - self.horizon)
+        story = self.match(signature, published, numbers) or ident
         (_MERGED if story != ident else _STORIES).inc()
         if signature is not None:
-            self.remember(Remembered(ident, published, story, signature, numbers), minhash)
+            self.remember(Remembered(ident, published, story, signature, numbers))
         else:
             self.sizes[story] = self.sizes.get(story, 0) + 1
         return story

@@ -27,6 +27,10 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import apache_beam as beam
@@ -37,6 +41,7 @@ from apache_beam.transforms import trigger as beam_trigger
 from pipeline.config import Config, UsageError
 from pipeline.graph.signals import StopOnSignal, crash_point
 from pipeline.graph.beam_patches import fix_direct_runner_metrics, larger_pubsub_pulls
+from pipeline.graph.microbatch import StageWorker
 from pipeline.graph.runner import new_pipeline
 from pipeline.graph.stages import apply_stages, story_options, write_alerts, write_sinks
 from pipeline.graph.summary import Summary, metric_counters, read_metrics, sink_paths
@@ -53,12 +58,14 @@ from pipeline.io.pubsub import (
     publisher,
 )
 from pipeline.io.sources import ReadPubSubItems, ReadPubSubSDF
-from pipeline.io.store_commit import CommitBatch, ReadSpool, write_spool
+from pipeline.io.spool import read_outputs, write_spool
+from pipeline.store.articles import StoryMemory
 from pipeline.store.lock import run_lock
 from pipeline.store.streamstate import StreamStore
 from transforms.langid import LanguageDetector
-from transforms.records import DeadLetter, RawItem
-from transforms.timeutil import now_iso
+from transforms.late import deadline
+from transforms.records import Article, DeadLetter, RawItem
+from transforms.timeutil import now_iso, to_epoch
 from transforms.spikes import StreamSpikes
 
 log = logging.getLogger(__name__)
@@ -271,7 +278,8 @@ MAX_BATCH_BYTES = 48 * 1024 * 1024  # ... and bytes (an 8 MB message makes a sma
 BUFFER_ITEMS = 2 * MAX_BATCH        # pulled ahead while a batch is processed
 BUFFER_BYTES = 2 * MAX_BATCH_BYTES
 PULL_TIMEOUT = 1.0                  # an idle pull returns after this long
-BATCH_SECONDS = 5.0                 # a micro-batch should take about this long at most
+BATCH_SECONDS = 4.0                 # a micro-batch should take about this long at most (two are in hand)
+STAGE_PROCESSES = int(os.environ.get("MEDIAMON_STREAM_PROCESSES", "1"))  # 0: stages in the driver
 
 
 
@@ -353,51 +361,86 @@ def _to_raw(subscription: str, m: Pulled) -> RawItem:
     return RawItem(source=subscription, data=m.data, fetched=now_iso(), attributes=m.attributes)
 
 
+@dataclass
+class _InFlight:
+    """What the driver pulled for one micro-batch: acknowledged once `pending` is committed."""
+    number: int
+    pulled: list[Pulled]
+    pending: "_Pending | None"       # None: heartbeats only
+    started: float
+
+
+@dataclass
+class _Pending:
+    """A micro-batch whose stages are running (in the worker) and which is not committed yet."""
+    raws: list[RawItem]
+    batch: str
+    spool: Path
+    out: Path
+    future: "Future[dict[str, int]]"
+
+
 class _Batches:
-    """Runs micro-batches through the stages (Beam) and commits them to the store."""
+    """Runs micro-batches through the stages (Beam, in the StageWorker) and commits them to
+    the store (here, in the driver, in order): `submit` starts one, `finish` commits it."""
 
-    def __init__(self, config: Config, beam_args: Sequence[str], store: StreamStore) -> None:
+    def __init__(self, config: Config, beam_args: Sequence[str], store: StreamStore,
+                 processes: int = 1) -> None:
+        assert config.state.path is not None
         self.config = config
-        self.beam_args = list(beam_args)
         self.store = store
+        self.stories = story_options(config)
+        self.memory = StoryMemory(self.stories)    # the story matchers live as long as the job
         self.pipelines = 0
+        self.spool = config.state.path.parent / "spool"
+        # what a killed job left (never committed, or committed: the store knows); under the run lock
+        for left in self.spool.glob("*") if self.spool.is_dir() else []:
+            left.unlink(missing_ok=True)
+        self.worker = StageWorker(config, beam_args, processes)
 
-    def _beam(self, raws: list[RawItem], batch: str) -> dict[str, int]:
-        """One pipeline: messages -> the stages (apply_stages, as `mediamon run`) -> CommitBatch."""
-        assert self.config.state.path is not None
-        w = self.config.windows
-        spool = self.config.state.path.parent / "spool" / f"{batch}.bin"
+    def close(self) -> None:
+        self.worker.close()
+
+    def submit(self, raws: list[RawItem], batch: str) -> _Pending:
+        spool, out = self.spool / f"{batch}.bin", self.spool / f"{batch}.out"
         write_spool(spool, raws)
-        try:
-            p = new_pipeline(self.config, self.beam_args)
-            items = p | "Messages" >> ReadSpool(spool)
-            # stories are matched at commit against the store's signatures (as scheduled runs do),
-            # so a story spanning micro-batches is one story
-            outputs = apply_stages(items, self.config, counts=False, stories=False)
-            (outputs.articles, outputs.dead_letters) | "CommitBatch" >> CommitBatch(
-                self.config.state.path, batch, len(raws), w.size, w.period, w.allowed_lateness,
-                story_options(self.config))
-            result = p.run()
-            result.wait_until_finish()
-        finally:
-            spool.unlink(missing_ok=True)
+        return _Pending(raws, batch, spool, out, self.worker.submit(spool, out))
+
+    def _outputs(self, pending: _Pending) -> tuple[list[Article], list[DeadLetter], dict[str, int]]:
+        """The stages' result of a pending batch (waits for it): articles, dead letters, counters."""
+        counters = pending.future.result()
         self.pipelines += 1
-        return metric_counters(result)
+        articles, dead = read_outputs(pending.out)
+        return articles, dead, counters
 
     def process(self, raws: list[RawItem], batch: str, summary: Summary) -> None:
-        """Commit `raws` (stages + store); on a failure, split it until the message that fails
-        alone becomes a dead letter (stage `stream`): one bad message never stalls the job."""
+        """Stages + commit of one batch, now (`submit` + `finish`)."""
+        self.finish(self.submit(raws, batch), summary)
+
+    def finish(self, pending: _Pending, summary: Summary) -> None:
+        """Commit a batch's articles, duplicates and dead letters in one transaction; on a
+        failure, split it until the message that fails alone becomes a dead letter (stage
+        `stream`): one bad message never stalls the job."""
+        raws, batch = pending.raws, pending.batch
+        w = self.config.windows
         try:
-            counters = self._beam(raws, batch)
+            articles, dead, counters = self._outputs(pending)
+            now = time.time()
+            late = {a.id for a in articles if deadline(to_epoch(a.published), w.size, w.period, w.allowed_lateness) <= now}
+            outcome = self.store.commit_batch(batch, len(raws), [a for a in articles if a.id not in late], dead,
+                                              [a for a in articles if a.id in late], self.stories, self.memory)
         except ENVIRONMENT_ERRORS:
             raise   # the disk or the store, not a message: stop; nothing acked, nothing lost
         except Exception as exc:  # any stage failing on some message: find it, dead-letter it
+            if isinstance(exc, BrokenProcessPool):   # the worker died on this batch: a new one
+                log.warning("the stage worker died on a batch of %d messages; restarting it", len(raws))
+                self.worker.restart()
             if len(raws) == 1:
                 raw = raws[0]
                 log.warning("message could not be processed, dead-lettered: %s: %s", type(exc).__name__, exc)
                 error = f"processing failed: {type(exc).__name__}: {str(exc)[:500]}"
-                dead = DeadLetter.of("stream", error, raw.source, raw.data, now_iso())
-                outcome = self.store.commit_batch(batch, 1, [], [dead])
+                letter = DeadLetter.of("stream", error, raw.source, raw.data, now_iso())
+                outcome = self.store.commit_batch(batch, 1, [], [letter])
                 summary.items_read += 1
                 summary.dead_letters += outcome["dead_letters"]
                 return
@@ -406,14 +449,12 @@ class _Batches:
             self.process(raws[:half], f"{batch}a", summary)
             self.process(raws[half:], f"{batch}b", summary)
             return
-        committed = self.store.committed(batch)
-        if committed is None:   # nothing reached the commit: cannot happen for non-empty input
-            raise RuntimeError(f"micro-batch {batch} of {len(raws)} messages was not committed")
-        outcome = committed
-        in_batch_duplicates = counters.get("mediamon/duplicates", 0)
+        finally:
+            pending.spool.unlink(missing_ok=True)
+            pending.out.unlink(missing_ok=True)
         summary.items_read += counters.get("mediamon/items_read", 0)
         summary.articles += outcome["articles"]
-        summary.duplicates += in_batch_duplicates + outcome["duplicates"]
+        summary.duplicates += counters.get("mediamon/duplicates", 0) + outcome["duplicates"]
         summary.dead_letters += outcome["dead_letters"]
         summary.late += outcome["late"]
         for key, target in (("by_language", summary.by_language), ("by_topic", summary.by_topic)):
@@ -459,11 +500,9 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
             puller = Puller(subscription)
             leases = Leases(puller).start()
             prefetch = _Prefetch(puller, leases)
-            batches = _Batches(config, beam_args, store)
+            # the worker process starts (and loads the language profiles) before the first batch
+            batches = _Batches(config, beam_args, store, processes=STAGE_PROCESSES)
             try:
-                # language profiles load once per process (cached): before the first batch, not in it
-                LanguageDetector(allowed=config.language.allowed, aliases=dict(config.language.aliases),
-                                 second_opinion=config.language.second_opinion).detect("warm up")
                 exported = _export(store, exporter)   # what a killed job committed but never exported
                 if exported:
                     _say(f"exported {exported} windows left dirty by an earlier run")
@@ -478,6 +517,27 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                 next_progress = time.monotonic() + PROGRESS_EVERY
                 number = 0
                 rate = 1000.0           # items/s through stages + commit, a running estimate
+                # one batch in the worker's stages while the one before is committed here
+                in_flight: _InFlight | None = None
+
+                def finish(done: _InFlight) -> None:
+                    nonlocal rate
+                    if done.pending is not None:
+                        batches.finish(done.pending, summary)
+                    crash_point("after_commit", done.number)
+                    t1 = time.monotonic()
+                    ack_ids = [m.ack_id for m in done.pulled]
+                    puller.ack(ack_ids)
+                    leases.release(ack_ids)
+                    crash_point("after_ack", done.number)
+                    t2 = time.monotonic()
+                    _export(store, exporter)
+                    crash_point("after_export", done.number)
+                    if len(done.pulled) >= 50:
+                        rate = 0.5 * rate + 0.5 * len(done.pulled) / max(t1 - done.started, 0.05)
+                    log.info("micro-batch %d: %d messages; stages+commit %.2fs, ack %.2fs, export %.2fs",
+                             done.number, len(done.pulled), t1 - done.started, t2 - t1, time.monotonic() - t2)
+
                 while not stop.is_set():
                     if max_seconds is not None and time.monotonic() - started >= max_seconds:
                         signals.reason = "max-seconds"
@@ -486,33 +546,25 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     if prefetch.error is not None:
                         raise RuntimeError(f"pulling from {subscription} failed: {prefetch.error}") from prefetch.error
                     # a batch should take at most BATCH_SECONDS at the recent rate, so a stop
-                    # (which finishes the batch in hand) stays well inside the 15 s budget
+                    # (which finishes the batches in hand) stays well inside the 15 s budget
                     limit = int(min(MAX_BATCH, max(100, rate * BATCH_SECONDS)))
-                    pulled = prefetch.take(wait=0.5, limit=limit)
+                    pulled = prefetch.take(wait=0.5 if in_flight is None else 0.05, limit=limit)
                     if time.monotonic() >= next_progress:
                         _say(_summary_progress(summary))
                         next_progress += PROGRESS_EVERY
-                    if not pulled:
-                        continue
-                    number += 1
-                    crash_point("after_pull", number)
-                    t0 = time.monotonic()
-                    raws = [_to_raw(subscription, m) for m in pulled if not is_heartbeat(m.attributes)]
-                    if raws:
-                        batches.process(raws, uuid.uuid4().hex[:16], summary)
-                    crash_point("after_commit", number)
-                    t1 = time.monotonic()
-                    ack_ids = [m.ack_id for m in pulled]
-                    puller.ack(ack_ids)
-                    leases.release(ack_ids)
-                    crash_point("after_ack", number)
-                    t2 = time.monotonic()
-                    _export(store, exporter)
-                    crash_point("after_export", number)
-                    if len(pulled) >= 50:
-                        rate = 0.5 * rate + 0.5 * len(pulled) / max(t1 - t0, 0.05)
-                    log.info("micro-batch %d: %d messages; stages+commit %.2fs, ack %.2fs, export %.2fs",
-                             number, len(pulled), t1 - t0, t2 - t1, time.monotonic() - t2)
+                    following = None
+                    if pulled:
+                        number += 1
+                        crash_point("after_pull", number)
+                        raws = [_to_raw(subscription, m) for m in pulled if not is_heartbeat(m.attributes)]
+                        following = _InFlight(number, pulled, batches.submit(raws, uuid.uuid4().hex[:16])
+                                              if raws else None, time.monotonic())
+                    if in_flight is not None:
+                        finish(in_flight)
+                    in_flight = following
+                if in_flight is not None:     # drain: the batch in the worker is committed too
+                    finish(in_flight)
+                    in_flight = None
                 stop_at = time.monotonic()
                 rest = prefetch.halt()
                 if rest:   # pulled, never processed: give them back for the next job at once
@@ -528,6 +580,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                      f"{_summary_progress(summary)}")
             finally:
                 prefetch.halt()
+                batches.close()
                 leases.stop()
                 exporter.close()
                 store.close()

@@ -8,12 +8,12 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from pipeline.store import sqlite
-from transforms.counts import windows_of
 import numpy as np
 
+from pipeline.store import sqlite
+from transforms.counts import windows_of
 from transforms.records import Article, article_from_state, article_to_state
-from transforms.stories import Remembered, StoryOptions, features, order_key, title_numbers
+from transforms.stories import Remembered, StoryMatcher, StoryOptions, features, order_key, title_numbers
 from transforms.timeutil import now_iso, to_epoch
 
 log = logging.getLogger(__name__)
@@ -60,25 +60,27 @@ class ArticleStore:
     def _is_stored(self, ident: str) -> bool:
         return self.db.execute("SELECT 1 FROM stored_articles WHERE id = ?", (ident,)).fetchone() is not None
 
-    def assign_stories(self, articles: Sequence[Article], options: StoryOptions) -> list[Article]:
+    def assign_stories(self, articles: Sequence[Article], options: StoryOptions,
+                       memory: "StoryMemory | None" = None) -> list[Article]:
         """Give new articles their story: matched against the signatures of stored articles
         published within the horizon (any earlier run) and against each other, in (published,
         id) order.  Articles already stored are returned unchanged (a rerun changes nothing).
-        Signatures of the new articles are written in the caller's transaction."""
+        Signatures of the new articles are written in the caller's transaction.
+
+        Without `memory` the signatures of the batch's time range are loaded for this call (a
+        scheduled run); with it, the job's long-lived matchers are used and kept up to date
+        (the caller settles or rolls back `memory` with its transaction)."""
         fresh = sorted({a.id: a for a in articles if not self._is_stored(a.id)}.values(), key=order_key)
-        by_id: dict[str, Article] = {}
+        story_of: dict[str, str] = {}
         for language in sorted({a.language for a in fresh}):
             group = [a for a in fresh if a.language == language]
-            lo = to_epoch(group[0].published) - options.horizon
-            hi = to_epoch(group[-1].published) + options.horizon
-            matcher = options.matcher()
-            matcher.max_remembered = 2 ** 62          # the loaded range bounds it here
-            for ident, published, story, blob, numbers in self.db.execute(
-                    "SELECT id, published, story, signature, numbers FROM story_signatures "
-                    "WHERE language = ? AND published >= ? AND published <= ? ORDER BY published, id",
-                    (language, lo, hi)):
-                matcher.remember(Remembered(ident, published, story, np.frombuffer(blob, dtype=np.uint32),
-                                            tuple(json.loads(numbers))))
+            first = to_epoch(group[0].published)
+            if memory is None:
+                matcher = self._matcher_for(language, first - options.horizon,
+                                            to_epoch(group[-1].published) + options.horizon, options)
+            else:
+                matcher = memory.matcher(self.db, language)
+                matcher.expire(first - options.horizon)
             for article in group:
                 published = to_epoch(article.published)
                 sig = matcher.signer.sign(features(article.title, article.summary, options.min_title_tokens))
@@ -86,14 +88,27 @@ class ArticleStore:
                 story = matcher.match(sig, published, numbers_) or article.id
                 if sig is not None:
                     matcher.remember(Remembered(article.id, published, story, sig, numbers_))
+                    if memory is not None:
+                        memory.added.append((language, article.id))
                     self.db.execute("INSERT OR IGNORE INTO story_signatures VALUES (?, ?, ?, ?, ?, ?)",
                                     (article.id, language, published, story, sig.tobytes(), json.dumps(numbers_)))
-                by_id[article.id] = article.replace(story=story)
+                story_of[article.id] = story
         sizes = {story: self.db.execute("SELECT count(*) FROM story_signatures WHERE story = ?",
                                         (story,)).fetchone()[0]
-                 for story in sorted({a.story for a in by_id.values()})}
-        return [by_id[a.id].replace(story_size=max(1, sizes.get(by_id[a.id].story, 1))) if a.id in by_id else a
-                for a in articles]
+                 for story in sorted(set(story_of.values()))}
+        return [a.replace(story=story_of[a.id], story_size=max(1, sizes.get(story_of[a.id], 1)))
+                if a.id in story_of else a for a in articles]
+
+    def _matcher_for(self, language: str, lo: float, hi: float, options: StoryOptions) -> StoryMatcher:
+        """A matcher holding the stored signatures of one language published in [lo, hi]."""
+        matcher = options.matcher()
+        matcher.max_remembered = 2 ** 62          # the loaded range bounds it here
+        for row in self.db.execute(
+                "SELECT id, published, story, signature, numbers FROM story_signatures "
+                "WHERE language = ? AND published >= ? AND published <= ? ORDER BY published, id",
+                (language, lo, hi)):
+            matcher.remember(_remembered(row))
+        return matcher
 
     def insert_article(self, article: Article, published: float, stamp: str, run: str) -> bool:
         """Store the article unless its id is stored already (inside the caller's transaction);
@@ -191,3 +206,40 @@ class ArticleStore:
             # story signatures past the retention horizon go too (about 0.7 KB per article)
             self.db.execute("DELETE FROM story_signatures WHERE published < ?", (cutoff,))
         return len(slim)
+
+
+def _remembered(row: tuple[str, float, str, bytes, str]) -> Remembered:
+    ident, published, story, blob, numbers = row
+    return Remembered(ident, published, story, np.frombuffer(blob, dtype=np.uint32), tuple(json.loads(numbers)))
+
+
+class StoryMemory:
+    """Per-language story matchers that outlive one commit (the stream job's): each is loaded
+    once from the store (the newest `max_remembered` signatures of its language), then kept in
+    step with what is committed, so a micro-batch costs the same after a million articles as
+    after ten.  `added` lists what the open transaction remembered: `rollback` forgets it when
+    the transaction fails, `settle` keeps it once committed."""
+
+    def __init__(self, options: StoryOptions) -> None:
+        self.options = options
+        self.matchers: dict[str, StoryMatcher] = {}
+        self.added: list[tuple[str, str]] = []
+
+    def matcher(self, db: Any, language: str) -> StoryMatcher:
+        matcher = self.matchers.get(language)
+        if matcher is None:
+            matcher = self.matchers[language] = self.options.matcher()
+            rows = db.execute(
+                "SELECT id, published, story, signature, numbers FROM story_signatures WHERE language = ? "
+                "ORDER BY published DESC, id DESC LIMIT ?", (language, self.options.max_remembered)).fetchall()
+            for row in reversed(rows):
+                matcher.remember(_remembered(row))
+        return matcher
+
+    def settle(self) -> None:
+        self.added.clear()
+
+    def rollback(self) -> None:
+        for language, ident in reversed(self.added):
+            self.matchers[language].forget(ident)
+        self.added.clear()

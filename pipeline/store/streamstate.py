@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from pipeline.store import sqlite
-from pipeline.store.articles import ArticleStore
+from pipeline.store.articles import ArticleStore, StoryMemory
 from transforms.counts import keyword_pairs, topic_pairs, windows_of
 from transforms.records import Article, DeadLetter, article_from_state
 from transforms.stories import StoryOptions
@@ -81,14 +81,29 @@ class StreamStore(ArticleStore):
 
     def commit_batch(self, batch: str, messages: int, articles: Iterable[Article],
                      dead_letters: Iterable[DeadLetter], late: Iterable[Article] = (),
-                     stories: StoryOptions | None = None) -> BatchOutcome:
+                     stories: StoryOptions | None = None, memory: StoryMemory | None = None) -> BatchOutcome:
         """Articles (new ids only), their totals and dirty windows, dead letters: all or nothing.
 
         Idempotent per `batch`: committing the same batch id twice changes nothing the second time
-        (a retried bundle), and articles already stored are duplicates."""
+        (a retried bundle), and articles already stored are duplicates.  `memory`: the job's
+        story matchers (else the signatures are loaded for this batch), rolled back with the
+        transaction if it fails."""
         done = self.committed(batch)
         if done is not None:
             return done
+        try:
+            outcome = self._commit(batch, messages, articles, dead_letters, late, stories, memory)
+        except BaseException:
+            if memory is not None:
+                memory.rollback()
+            raise
+        if memory is not None:
+            memory.settle()
+        return outcome
+
+    def _commit(self, batch: str, messages: int, articles: Iterable[Article],
+                dead_letters: Iterable[DeadLetter], late: Iterable[Article],
+                stories: StoryOptions | None, memory: StoryMemory | None) -> BatchOutcome:
         stamp = now_iso()
         new = dup = dead_n = 0
         by_language: dict[str, int] = defaultdict(int)
@@ -98,7 +113,7 @@ class StreamStore(ArticleStore):
         dirty: set[tuple[float, float]] = set()
         with self.db:
             if stories is not None:   # against the stored signatures, as scheduled runs do
-                articles = self.assign_stories(list(articles), stories)
+                articles = self.assign_stories(list(articles), stories, memory)
             for article in articles:
                 published = to_epoch(article.published)
                 if not self.insert_article(article, published, stamp, f"stream:{batch}"):
