@@ -48,20 +48,39 @@ _FR = Stemmer.Stemmer("french")
 _TR = Stemmer.Stemmer("turkish")
 _AR = Stemmer.Stemmer("arabic")
 
+# Kurmanji endings (folded: ê = e, î = i), one layer each, the glide -y- and the attached
+# postposition -da/-de included: oblique -ê/-î, ezafe -a/-ê/-ên, plural oblique -an,
+# indefinite -ek/-eke/-ekê/-ekî/-eka, and after a vowel the same with -y-.
 _KURMANJI_ENDINGS = tuple(sorted(
-    ("yen", "yan", "yek", "eke", "eki", "ek", "en", "an", "ye", "ya", "yi", "e", "a", "i"),
+    ("yen", "yan", "yek", "yeke", "yeki", "yeka", "ye", "ya", "yi", "yeda", "yede",
+     "eke", "eki", "eka", "ekan", "ek", "en", "an", "eda", "ede", "e", "a", "i"),
     key=len, reverse=True))
-# folded Sorani (ی -> ي, ک -> ك by textnorm.fold)
-_SORANI_ENDINGS = tuple(sorted(
-    ("ەكاني", "ەكان", "ەكەي", "ەكە", "يەكان", "يەكە", "ييەكان", "اني", "ان", "يان", "ەي", "ي",
-     "ێ", "ە", "ەكاندا", "ەكەدا", "ەدا", "دا", "ەوە"), key=len, reverse=True))
+_KURMANJI_VOWELS = "aeiy"
+# a Kurmanji stem keeps 4+ letters: every Latin word goes through these rules, and 3-letter
+# stems met English and Kurmanji words (sure = Sûriye -> sur, req = Reqa, bab = Bab, roja = Roj)
+_KURMANJI_KEEP = 4
+# Sorani (folded: ی -> ي, ک -> ك by textnorm.fold), in layers from the end of the word:
+# clitic -یش/-ش (also), postposition -دا/-(ە)وە, possessive/ezafe -ی -یان -مان -تان -ێ, then
+# definite/plural/indefinite -(ە)کە -(ە)کان -ان -ێک -یەک. An ending's linking ە is left on
+# the word and goes with its final vowels (ڕەققەکەدا -> ڕەققەکە -> ڕەققە -> ڕەقق), as a
+# name's own final ە does (ڕەققە -> ڕەقق), so the two always meet.
+_SORANI_LAYERS = tuple(tuple(sorted(layer, key=len, reverse=True)) for layer in (
+    ("يش", "ش"),
+    ("دا", "وە"),
+    ("ي", "يان", "مان", "تان", "ێ"),
+    ("كان", "كە", "يەكان", "يەكە", "ان", "ێك", "يەك"),
+))
+_SORANI_VOWELS = "ەێي"          # not ا: سووریا is not سوور (red)
+_SORANI_AFTER_VOWEL = frozenset("ەاێۆوي")     # a bare -ش clitic only follows a vowel
+_SORANI_SHORT = frozenset(("ان", "ش"))        # cut only when 4+ letters remain (ئێران, کۆبان)
+_SORANI_KEEP = 4
 _SORANI_LETTERS = frozenset("ەێۆڕڵڤگچپژ")
 
 
-def _strip(word: str, endings: tuple[str, ...], rounds: int = 2) -> str:
+def _strip(word: str, endings: tuple[str, ...], rounds: int = 2, keep: int = MIN_STEM) -> str:
     for _ in range(rounds):
         for ending in endings:
-            if word.endswith(ending) and len(word) - len(ending) >= MIN_STEM:
+            if word.endswith(ending) and len(word) - len(ending) >= keep:
                 word = word[:-len(ending)]
                 break
         else:
@@ -69,14 +88,53 @@ def _strip(word: str, endings: tuple[str, ...], rounds: int = 2) -> str:
     return word
 
 
+def _canon(word: str, vowels: str, keep: int = MIN_STEM) -> str:
+    """The word without its final vowels (and Kurmanji glide y), `keep` letters at least."""
+    while len(word) > keep and word[-1] in vowels:
+        word = word[:-1]
+    return word
+
+
+def kurmanji_stems(word: str) -> tuple[str, ...]:
+    """The Kurmanji (folded Latin) stems of a word: with its longest ending cut (one layer:
+    case, ezafe, indefinite, plural, -da/-de) and as written, each without its final vowels,
+    4+ letters kept. A name and its inflected forms share one (Reqa = Reqayê, Sûriye =
+    Sûriyeyê = Sûrî, Kobanî = Kobaniyê = Kobanê, Erdogan = Erdoganê, Efrîn = Efrînê = Efrîna =
+    Efrînêda); a short word stays itself (Roj is not roja, day; Bab is not babê)."""
+    cut = _strip(word, _KURMANJI_ENDINGS, rounds=1, keep=_KURMANJI_KEEP)
+    return tuple(dict.fromkeys((_canon(cut, _KURMANJI_VOWELS, _KURMANJI_KEEP),
+                                _canon(word, _KURMANJI_VOWELS, _KURMANJI_KEEP))))
+
+
 def kurmanji_stem(word: str) -> str:
-    """Kurmanji (folded Latin) stem: case, ezafe, indefinite and plural endings removed."""
-    return _strip(word, _KURMANJI_ENDINGS)
+    """Kurmanji (folded Latin) stem: case, ezafe, indefinite and plural endings removed (the
+    first of `kurmanji_stems`)."""
+    return kurmanji_stems(word)[0]
+
+
+def sorani_stems(word: str) -> tuple[str, ...]:
+    """The Sorani (folded Arabic-script) stems of a word: its endings cut layer by layer
+    (clitic, postposition, possessive/ezafe, definite/plural/indefinite, each at most once, 3+
+    letters kept; -ان and -ش only with 4+ left) and as written, each without its final vowels
+    (ە ێ ی, 3+ letters kept): ڕەققە = ڕەققەدا = ڕەققەش, ئاوارە = ئاوارەکانیش,
+    کۆبانی = کۆبانێ = کۆبانێدا, هێرش = هێرشێکی, شەڕ = شەڕەکانی; ئێران is not ئێرە (here).
+    (ڕەقە, a spelling of Raqqa, does meet ڕەق, hard.)"""
+    cut = word
+    for layer in _SORANI_LAYERS:
+        for ending in layer:
+            left = len(cut) - len(ending)
+            if cut.endswith(ending) and left >= (_SORANI_KEEP if ending in _SORANI_SHORT
+                                                 else MIN_STEM) and (
+                    ending != "ش" or cut[-2] in _SORANI_AFTER_VOWEL):
+                cut = cut[:-len(ending)]
+                break
+    return tuple(dict.fromkeys((_canon(cut, _SORANI_VOWELS), _canon(word, _SORANI_VOWELS))))
 
 
 def sorani_stem(word: str) -> str:
-    """Sorani (folded Arabic-script) stem: definite, plural and ezafe endings removed."""
-    return _strip(word, _SORANI_ENDINGS)
+    """Sorani (folded Arabic-script) stem: definite, plural and ezafe endings removed (the first
+    of `sorani_stems`)."""
+    return sorani_stems(word)[0]
 
 
 def is_sorani(word: str) -> bool:
@@ -116,10 +174,10 @@ def _raw_stems(folded: str, surface: str = "") -> list[str]:
     """What the stemmers make of a query word before the length guard."""
     if not is_arabic(folded):
         lower = _lower(surface or folded)
-        stems = [_EN.stemWord(lower), _FR.stemWord(lower), kurmanji_stem(folded)]
+        stems = [_EN.stemWord(lower), _FR.stemWord(lower), *kurmanji_stems(folded)]
         return stems + [_turkish(lower)] if len(folded) >= MIN_TURKISH else stems
     if is_sorani(folded):
-        return [sorani_stem(folded)]
+        return list(sorani_stems(folded))
     base = folded[len(ARTICLE):] if folded.startswith(ARTICLE) and len(folded) > 3 else folded
     return [_AR.stemWord(base)]
 
@@ -136,7 +194,7 @@ def _latin_stems(word: str, surface: str) -> tuple[str, ...]:
         return ("k:" + stem,) if stem != word and stem.isdigit() else ()
     lower = _lower(surface) if surface else word
     stems = ["e:" + fold(_EN.stemWord(lower)), "f:" + fold(_FR.stemWord(lower)),
-             "k:" + kurmanji_stem(word)]
+             *("k:" + k for k in kurmanji_stems(word))]
     if len(word) >= MIN_TURKISH:
         stems.append("t:" + fold(_turkish(lower)))
     return tuple(dict.fromkeys(s for s in stems if len(s) >= MIN_STEM + 2))
@@ -149,7 +207,7 @@ def stem_keys(folded: str, surface: str = "") -> tuple[str, ...]:
     if not is_arabic(folded):
         return tuple(STEM_MARK + s for s in _latin_stems(folded, surface))
     if is_sorani(folded):
-        return (STEM_MARK + sorani_stem(folded),)
+        return tuple(STEM_MARK + s for s in sorani_stems(folded))
     keys: list[str] = []
     for key in lookup_keys(folded):
         if key.startswith(ARTICLE) and len(key) - len(ARTICLE) >= 2:
@@ -165,7 +223,7 @@ def term_stem_keys(folded: str, surface: str = "") -> tuple[str, ...]:
     if not is_arabic(folded):
         return stem_keys(folded, surface)
     if is_sorani(folded):
-        return (STEM_MARK + sorani_stem(folded),)
+        return tuple(STEM_MARK + s for s in sorani_stems(folded))
     if folded.startswith(ARTICLE) and len(folded) - len(ARTICLE) >= 2:
         return (STEM_MARK + ARTICLE + arabic_stem(folded[len(ARTICLE):]),)
     return (STEM_MARK + arabic_stem(folded),)
