@@ -57,7 +57,8 @@ _KURMANJI_ENDINGS = tuple(sorted(
     key=len, reverse=True))
 _KURMANJI_VOWELS = "aeiy"
 # a Kurmanji stem keeps 4+ letters: every Latin word goes through these rules, and 3-letter
-# stems met English and Kurmanji words (sure = Sûriye -> sur, req = Reqa, bab = Bab, roja = Roj)
+# stems met English and Kurmanji words (sure = Sûriye -> sur, req = Reqa, roja = Roj); only
+# the oblique -ê of a 3-letter word is cut (Dêra Zorê, kampa Holê, Şamê)
 _KURMANJI_KEEP = 4
 # Sorani (folded: ی -> ي, ک -> ك by textnorm.fold), in layers from the end of the word:
 # clitic -یش/-ش (also), postposition -دا/-(ە)وە, possessive/ezafe -ی -یان -مان -تان -ێ, then
@@ -100,8 +101,10 @@ def kurmanji_stems(word: str) -> tuple[str, ...]:
     case, ezafe, indefinite, plural, -da/-de) and as written, each without its final vowels,
     4+ letters kept. A name and its inflected forms share one (Reqa = Reqayê, Sûriye =
     Sûriyeyê = Sûrî, Kobanî = Kobaniyê = Kobanê, Erdogan = Erdoganê, Efrîn = Efrînê = Efrîna =
-    Efrînêda); a short word stays itself (Roj is not roja, day; Bab is not babê)."""
+    Efrînêda, Zor = Zorê); a short word keeps its other endings (Roj is not roja, day)."""
     cut = _strip(word, _KURMANJI_ENDINGS, rounds=1, keep=_KURMANJI_KEEP)
+    if cut == word and word.endswith("e") and len(word) == _KURMANJI_KEEP:
+        cut = word[:-1]           # the oblique -ê of a 3-letter name: Zorê, Babê, Holê, Şamê
     return tuple(dict.fromkeys((_canon(cut, _KURMANJI_VOWELS, _KURMANJI_KEEP),
                                 _canon(word, _KURMANJI_VOWELS, _KURMANJI_KEEP))))
 
