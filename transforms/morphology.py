@@ -74,7 +74,7 @@ _SORANI_LAYERS = tuple(tuple(sorted(layer, key=len, reverse=True)) for layer in 
 _SORANI_VOWELS = "ەێي"          # not ا: سووریا is not سوور (red)
 _SORANI_AFTER_VOWEL = frozenset("ەاێۆوي")     # a bare -ش clitic only follows a vowel
 _SORANI_SHORT = frozenset(("ان", "ش"))        # cut only when 4+ letters remain (ئێران, کۆبان)
-_SORANI_KEEP = 4
+_SORANI_KEEP = 4                               # and final vowels go only above 4 letters
 _SORANI_LETTERS = frozenset("ەێۆڕڵڤگچپژ")
 
 
@@ -119,9 +119,10 @@ def sorani_stems(word: str) -> tuple[str, ...]:
     """The Sorani (folded Arabic-script) stems of a word: its endings cut layer by layer
     (clitic, postposition, possessive/ezafe, definite/plural/indefinite, each at most once, 3+
     letters kept; -ان and -ش only with 4+ left) and as written, each without its final vowels
-    (ە ێ ی, 3+ letters kept): ڕەققە = ڕەققەدا = ڕەققەش, ئاوارە = ئاوارەکانیش,
-    کۆبانی = کۆبانێ = کۆبانێدا, هێرش = هێرشێکی, شەڕ = شەڕەکانی; ئێران is not ئێرە (here).
-    (ڕەقە, a spelling of Raqqa, does meet ڕەق, hard.)"""
+    while 4+ letters remain (ە ێ ی): ڕەققە = ڕەققەدا = ڕەققەش, ئاوارە = ئاوارەکانیش,
+    کۆبانی = کۆبانێ = کۆبانێدا, هێرش = هێرشێکی, هۆڵ = هۆڵی, ڕەقە = ڕەقەدا. Stems of three
+    letters met other words (سەرێکانی -> سەر, head; ڕەقە -> ڕەق, hard; ئێرە), so a short root
+    keeps its final vowel (شەڕەکانی is not شەڕ: write شەڕ*)."""
     cut = word
     for layer in _SORANI_LAYERS:
         for ending in layer:
@@ -131,7 +132,8 @@ def sorani_stems(word: str) -> tuple[str, ...]:
                     ending != "ش" or cut[-2] in _SORANI_AFTER_VOWEL):
                 cut = cut[:-len(ending)]
                 break
-    return tuple(dict.fromkeys((_canon(cut, _SORANI_VOWELS), _canon(word, _SORANI_VOWELS))))
+    return tuple(dict.fromkeys((_canon(cut, _SORANI_VOWELS, _SORANI_KEEP),
+                                _canon(word, _SORANI_VOWELS, _SORANI_KEEP))))
 
 
 def sorani_stem(word: str) -> str:
