@@ -10,11 +10,12 @@ so each word goes through every stemmer of its script:
 
 * Latin script: Snowball English, French and Turkish (PyStemmer: the C build of the Snowball
   algorithms, the same stems as snowballstemmer and several times faster), and Kurmanji rules
-  of our own (no maintained Kurmanji stemmer exists): after folding (ê = e, î = i), strip at
-  most two of the endings -yen -yan -yek -eke -eki -ek -en -an -ye -ya -yi -e -a -i (ezafe,
-  oblique case, indefinite, plural), longest first, while 3+ letters remain: Efrînê = Efrîn,
-  Reqayê = Reqa, Dêrazorê = Dêrazor. The Turkish stemmer only sees words of 5+ letters (it cuts
-  short foreign words badly: Duma -> t). A number keeps its Kurmanji ending apart (2026ê = 2026).
+  of our own (no maintained Kurmanji stemmer exists, see `kurmanji_stems`): after folding
+  (ê = e, î = i) two stems, the word with its longest ending cut (one layer of ezafe, oblique
+  case, indefinite, plural, -da/-de) and the word as written, each without final vowels, 4+
+  letters kept: Efrînê = Efrîn, Reqayê = Reqa, Sûriyeyê = Sûriye = Sûrî, Erdoganê = Erdogan.
+  The Turkish stemmer only sees words of 5+ letters (it cuts short foreign words badly:
+  Duma -> t). A number keeps its Kurmanji ending apart (2026ê = 2026).
 * Arabic script, Arabic words: Snowball Arabic on each proclitic-stripped lookup key (see
   textnorm), after two folding repairs of ours: the plural -ات becomes the singular -ه (ة is
   folded to ه, which Snowball does not know as feminine), and an imperfect verb's ي is dropped
@@ -22,9 +23,10 @@ so each word goes through every stemmer of its script:
   stem (`~ال` + stem), so the contract's article rule holds with morphology too: الرقة still
   matches بالرقة والرقة للرقة and still does not match ورقة.
 * Arabic script, Sorani words (those with a letter Arabic does not use: ە ێ ۆ ڕ ڵ ڤ گ چ پ ژ):
-  rules of our own, at most two of the definite, plural, ezafe and postposition endings
-  -ەکانی -ەکان -ەکەی -ەکە -یەکان -یەکە -ییەکان -انی -ان -یان -ەی -ی -ێ -ە -ەکاندا -ەکەدا -ەدا -دا
-  -ەوە, while 3+ letters remain (ڕەققەدا = ڕەققە, ئەفرینی = ئەفرین).
+  rules of our own (`sorani_stems`): endings cut layer by layer from the end (clitic,
+  postposition, possessive/ezafe, definite/plural/indefinite), then final vowels, 4+ letters
+  kept, and the word as written as a second stem (ڕەققەدا = ڕەققەکەدا = ڕەققە, ئەفرینی =
+  ئەفرین; سەرێکانی is not سەر).
 
 Stems shorter than 3 letters (Latin) or 2 (Arabic) are never used: the word then matches by
 its exact form and its other stems. `one_letter_stems` lets config validation report a term
