@@ -192,12 +192,47 @@ class SinkWatcher:
         return [self.changed[end] - ends[end] for end in sorted(self.changed)]
 
 
-def vm_hwm_mb(pid: int) -> float:
+def _status_mb(pid: int, field: str) -> float:
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (the stream job runs its stages in a child process)."""
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as fh:
+                for child in fh.read().split():
+                    out.extend(_tree(int(child)))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident memory of the job: the sum of each process's peak (VmHWM), an upper bound."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            total += _status_mb(p, "VmHWM")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the job now (driver + workers)."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            total += _status_mb(p, "VmRSS")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen: list[str]) -> None:
@@ -214,7 +249,8 @@ def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen
     raise RuntimeError(f"no {needle!r} from the stream job within {timeout:g}s")
 
 
-def bench(n: int, rate: float, window: float, work: Path, mode: str = "exactly-once") -> dict[str, Any]:
+def bench(n: int, rate: float, window: float, work: Path, mode: str = "exactly-once",
+          job_log: Path | None = None, memory_log: Path | None = None) -> dict[str, Any]:
     from pipeline.io.pubsub import ensure_subscription
     ensure_subscription(SUBSCRIPTION, TOPIC)
     config = work / "stream-bench.yaml"
@@ -224,7 +260,8 @@ def bench(n: int, rate: float, window: float, work: Path, mode: str = "exactly-o
     config.write_text(CONFIG.format(subscription=SUBSCRIPTION, topic=TOPIC, window=int(window),
                                     lateness=600, early=int(window) * 6, state=state), encoding="utf-8")
     summary_path = work / "summary.json"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "stream", str(config), "--summary", str(summary_path)],
+    verbose = ["-v"] if job_log is not None else []
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *verbose, "stream", str(config), "--summary", str(summary_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=work)
     log: list[str] = []
     try:
@@ -232,15 +269,22 @@ def bench(n: int, rate: float, window: float, work: Path, mode: str = "exactly-o
         drain = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
         drain.start()
         time.sleep(3.0)                          # let the first pulls and heartbeats go through
-        watcher = SinkWatcher(work / "out" / "stream.db")
+        # a long run polls less often: COUNT(*) over millions of rows is not free
+        watcher = SinkWatcher(work / "out" / "stream.db", every=0.1 if n <= 100_000 else 1.0)
         watcher.thread.start()
         peak = vm_hwm_mb(proc.pid)
         first, last_published, distinct = publish(make_items(n, duplicate_every=50), rate)
         deadline = time.monotonic() + 120 + n / 20
+        next_sample = time.monotonic()
         while watcher.articles < distinct and time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError("the stream job exited early:\n" + "".join(log[-40:]))
             peak = max(peak, vm_hwm_mb(proc.pid))
+            if memory_log is not None and time.monotonic() >= next_sample:   # a timeline, once a minute
+                with memory_log.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"seconds": round(time.monotonic() - first), "rss_mb": round(rss_mb(proc.pid)),
+                                         "peak_mb": round(peak), "articles": watcher.articles}) + "\n")
+                next_sample += 60.0
             time.sleep(0.2)
         all_counted = watcher.articles_at
         time.sleep(window + 8.0)                 # the last window closes, its on-time pane is written
@@ -259,6 +303,8 @@ def bench(n: int, rate: float, window: float, work: Path, mode: str = "exactly-o
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if job_log is not None:
+            job_log.write_text("".join(log), encoding="utf-8")
     if code != 0:
         raise RuntimeError(f"stream exited {code}:\n" + "".join(log[-40:]))
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -279,7 +325,7 @@ def table(r: dict[str, Any]) -> str:
         ("window end -> final count in SQLite", f"median {statistics.median(lat):.2f} s, {sum(x <= 2.0 for x in lat)} of {len(lat)} <= 2 s, max {max(lat):.2f} s "
                                                 f"({len(lat)} windows of {r['window']:g} s)" if lat else "no windows"),
         ("mode", r["mode"]),
-        ("peak memory of the stream process (VmHWM)", f"{r['peak_mb']:.0f} MB"),
+        ("peak memory of the stream job (VmHWM, driver + worker)", f"{r['peak_mb']:.0f} MB"),
         ("machine", f"{os.cpu_count()} CPUs, load average {r['load']:.1f} at the end"),
         ("SIGTERM to exit", f"{r['stop_seconds']:.1f} s"),
         ("summary", f"{s['items_read']} read = {s['articles']} articles + {s['duplicates']} duplicates + "
@@ -297,13 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("exactly-once", "graph"), default="exactly-once",
                         help="exactly-once: state.path micro-batches (default); graph: the Beam "
                              "streaming graph on the local runner, no state.path")
+    parser.add_argument("--job-log", type=Path, help="write the job's log (run with -v) to this file")
+    parser.add_argument("--memory-log", type=Path, help="append the job's memory every minute (JSON lines)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="stream-bench-") as tmp:
         work = Path(tmp)
         emulator, host = start_emulator(work / "emulator.log")
         os.environ["PUBSUB_EMULATOR_HOST"] = host     # before any client is made (also for the job)
         try:
-            result = bench(args.items, args.rate, args.window, work, args.mode)
+            result = bench(args.items, args.rate, args.window, work, args.mode, args.job_log, args.memory_log)
         finally:
             stop_emulator(emulator)
     result["window"] = args.window

@@ -4,11 +4,10 @@
 stages of `mediamon run` (parse, dedup, language, topics; stories and counts are done at commit,
 against the store) -> the articles and dead letters in an output spool file.
 
-`StageWorker` runs those pipelines in ONE long-lived child process (spawned, so no thread or
-gRPC channel of the driver is forked), so that while the child runs the stages of batch N+1,
-the driver commits batch N, acknowledges and exports: the two halves of the work use the
-machine's two cores.  `processes=0` runs them in the calling process instead (tests, or one
-core).  The child ignores SIGINT and SIGTERM: the driver decides when to stop (it drains), and
+`StageWorker` runs those pipelines in `processes` long-lived child processes (spawned, so no
+thread or gRPC channel of the driver is forked), so that while children run the stages of
+batches N+1 and N+2, the driver commits batch N, acknowledges and exports: the work uses every
+core.  `processes=0` runs them in the calling process instead (tests, or one core).  The child ignores SIGINT and SIGTERM: the driver decides when to stop (it drains), and
 a Ctrl-C in the terminal must not fail the batch in hand; it exits as soon as the driver is
 gone (a SIGKILL of the job leaves no orphan).  If the child dies (a message that
 exhausts memory, a crash in a C extension), `submit`'s future fails with BrokenProcessPool and
@@ -76,7 +75,7 @@ def _child_stages(spool: str, out: str) -> dict[str, int]:
 
 
 class StageWorker:
-    """Runs `stages_pipeline` in one child process (or in this one with `processes=0`)."""
+    """Runs `stages_pipeline` in `processes` child processes (or in this one with `processes=0`)."""
 
     def __init__(self, config: Config, beam_args: Sequence[str], processes: int = 1) -> None:
         self.config = config

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -279,7 +280,8 @@ BUFFER_ITEMS = 2 * MAX_BATCH        # pulled ahead while a batch is processed
 BUFFER_BYTES = 2 * MAX_BATCH_BYTES
 PULL_TIMEOUT = 1.0                  # an idle pull returns after this long
 BATCH_SECONDS = 4.0                 # a micro-batch should take about this long at most (two are in hand)
-STAGE_PROCESSES = int(os.environ.get("MEDIAMON_STREAM_PROCESSES", "1"))  # 0: stages in the driver
+# worker processes running the stages (0: in the driver); two keep both cores of a small machine busy
+STAGE_PROCESSES = int(os.environ.get("MEDIAMON_STREAM_PROCESSES", str(min(2, os.cpu_count() or 1))))
 
 
 
@@ -369,6 +371,9 @@ class _InFlight:
     pending: "_Pending | None"       # None: heartbeats only
     started: float
 
+    def done(self) -> bool:
+        return self.pending is None or self.pending.future.done()
+
 
 @dataclass
 class _Pending:
@@ -378,6 +383,7 @@ class _Pending:
     spool: Path
     out: Path
     future: "Future[dict[str, int]]"
+    generation: int                  # the worker pool it was given to (a pool that died is replaced once)
 
 
 class _Batches:
@@ -404,7 +410,7 @@ class _Batches:
     def submit(self, raws: list[RawItem], batch: str) -> _Pending:
         spool, out = self.spool / f"{batch}.bin", self.spool / f"{batch}.out"
         write_spool(spool, raws)
-        return _Pending(raws, batch, spool, out, self.worker.submit(spool, out))
+        return _Pending(raws, batch, spool, out, self.worker.submit(spool, out), self.worker.restarts)
 
     def _outputs(self, pending: _Pending) -> tuple[list[Article], list[DeadLetter], dict[str, int]]:
         """The stages' result of a pending batch (waits for it): articles, dead letters, counters."""
@@ -432,8 +438,9 @@ class _Batches:
         except ENVIRONMENT_ERRORS:
             raise   # the disk or the store, not a message: stop; nothing acked, nothing lost
         except Exception as exc:  # any stage failing on some message: find it, dead-letter it
-            if isinstance(exc, BrokenProcessPool):   # the worker died on this batch: a new one
-                log.warning("the stage worker died on a batch of %d messages; restarting it", len(raws))
+            if isinstance(exc, BrokenProcessPool) and pending.generation == self.worker.restarts:
+                # a worker died on this batch (or one beside it): a new pool, then split and retry
+                log.warning("a stage worker died on a batch of %d messages; restarting the workers", len(raws))
                 self.worker.restart()
             if len(raws) == 1:
                 raw = raws[0]
@@ -517,11 +524,13 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                 next_progress = time.monotonic() + PROGRESS_EVERY
                 number = 0
                 rate = 1000.0           # items/s through stages + commit, a running estimate
-                # one batch in the worker's stages while the one before is committed here
-                in_flight: _InFlight | None = None
+                # batches in the workers' stages while the oldest is committed here, in order
+                in_flight: deque[_InFlight] = deque()
+                depth = max(1, STAGE_PROCESSES)
+                last_done = time.monotonic()
 
                 def finish(done: _InFlight) -> None:
-                    nonlocal rate
+                    nonlocal rate, last_done
                     if done.pending is not None:
                         batches.finish(done.pending, summary)
                     crash_point("after_commit", done.number)
@@ -533,8 +542,11 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     t2 = time.monotonic()
                     _export(store, exporter)
                     crash_point("after_export", done.number)
+                    # the job's rate: batches complete one after another (the next one's stages
+                    # overlap this one's commit), so items per interval between completions
                     if len(done.pulled) >= 50:
-                        rate = 0.5 * rate + 0.5 * len(done.pulled) / max(t1 - done.started, 0.05)
+                        rate = 0.5 * rate + 0.5 * len(done.pulled) / max(t1 - max(last_done, done.started), 0.05)
+                    last_done = t1
                     log.info("micro-batch %d: %d messages; stages+commit %.2fs, ack %.2fs, export %.2fs",
                              done.number, len(done.pulled), t1 - done.started, t2 - t1, time.monotonic() - t2)
 
@@ -547,24 +559,23 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                         raise RuntimeError(f"pulling from {subscription} failed: {prefetch.error}") from prefetch.error
                     # a batch should take at most BATCH_SECONDS at the recent rate, so a stop
                     # (which finishes the batches in hand) stays well inside the 15 s budget
-                    limit = int(min(MAX_BATCH, max(100, rate * BATCH_SECONDS)))
-                    pulled = prefetch.take(wait=0.5 if in_flight is None else 0.05, limit=limit)
+                    limit = int(min(MAX_BATCH, max(100, rate * BATCH_SECONDS / depth)))
+                    pulled = prefetch.take(wait=0.05 if in_flight else 0.5, limit=limit)
                     if time.monotonic() >= next_progress:
                         _say(_summary_progress(summary))
                         next_progress += PROGRESS_EVERY
-                    following = None
                     if pulled:
                         number += 1
                         crash_point("after_pull", number)
                         raws = [_to_raw(subscription, m) for m in pulled if not is_heartbeat(m.attributes)]
-                        following = _InFlight(number, pulled, batches.submit(raws, uuid.uuid4().hex[:16])
-                                              if raws else None, time.monotonic())
-                    if in_flight is not None:
-                        finish(in_flight)
-                    in_flight = following
-                if in_flight is not None:     # drain: the batch in the worker is committed too
-                    finish(in_flight)
-                    in_flight = None
+                        in_flight.append(_InFlight(number, pulled, batches.submit(raws, uuid.uuid4().hex[:16])
+                                                   if raws else None, time.monotonic()))
+                    # commit the oldest when the workers are all busy, when it is done, or when
+                    # nothing new came (then latency matters more than overlap)
+                    while in_flight and (len(in_flight) > depth or not pulled or in_flight[0].done()):
+                        finish(in_flight.popleft())
+                while in_flight:     # drain: the batches in the workers are committed too
+                    finish(in_flight.popleft())
                 stop_at = time.monotonic()
                 rest = prefetch.halt()
                 if rest:   # pulled, never processed: give them back for the next job at once
