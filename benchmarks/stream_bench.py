@@ -266,25 +266,37 @@ def bench(n: int, rate: float, window: float, work: Path, mode: str = "exactly-o
     log: list[str] = []
     try:
         wait_for_line(proc, "reading ", 120, log)
-        drain = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+        def keep_log() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                log.append(line)
+                if job_log is not None:       # as it comes, so a long run can be watched
+                    with job_log.open("a", encoding="utf-8") as fh:
+                        fh.write(line)
+        if job_log is not None:
+            job_log.write_text("".join(log), encoding="utf-8")
+        drain = threading.Thread(target=keep_log, daemon=True)
         drain.start()
         time.sleep(3.0)                          # let the first pulls and heartbeats go through
         # a long run polls less often: COUNT(*) over millions of rows is not free
         watcher = SinkWatcher(work / "out" / "stream.db", every=0.1 if n <= 100_000 else 1.0)
         watcher.thread.start()
         peak = vm_hwm_mb(proc.pid)
+        sampling = threading.Event()
+        if memory_log is not None:   # a timeline while publishing and after, once a minute
+            def sample(started: float = time.monotonic()) -> None:
+                while not sampling.wait(60.0) and proc.poll() is None:
+                    with memory_log.open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps({"seconds": round(time.monotonic() - started), "rss_mb": round(rss_mb(proc.pid)),
+                                             "peak_mb": round(vm_hwm_mb(proc.pid)), "articles": watcher.articles,
+                                             "load": round(os.getloadavg()[0], 1)}) + "\n")
+            threading.Thread(target=sample, name="memory-log", daemon=True).start()
         first, last_published, distinct = publish(make_items(n, duplicate_every=50), rate)
         deadline = time.monotonic() + 120 + n / 20
-        next_sample = time.monotonic()
         while watcher.articles < distinct and time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError("the stream job exited early:\n" + "".join(log[-40:]))
             peak = max(peak, vm_hwm_mb(proc.pid))
-            if memory_log is not None and time.monotonic() >= next_sample:   # a timeline, once a minute
-                with memory_log.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"seconds": round(time.monotonic() - first), "rss_mb": round(rss_mb(proc.pid)),
-                                         "peak_mb": round(peak), "articles": watcher.articles}) + "\n")
-                next_sample += 60.0
             time.sleep(0.2)
         all_counted = watcher.articles_at
         time.sleep(window + 8.0)                 # the last window closes, its on-time pane is written
@@ -294,6 +306,7 @@ def bench(n: int, rate: float, window: float, work: Path, mode: str = "exactly-o
         code = proc.wait(timeout=60)
         stop_seconds = time.monotonic() - stopped
         watcher.stop.set()
+        sampling.set()
         watcher.thread.join(timeout=10)
         if watcher.error is not None:
             raise watcher.error
@@ -303,8 +316,6 @@ def bench(n: int, rate: float, window: float, work: Path, mode: str = "exactly-o
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if job_log is not None:
-            job_log.write_text("".join(log), encoding="utf-8")
     if code != 0:
         raise RuntimeError(f"stream exited {code}:\n" + "".join(log[-40:]))
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
