@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -287,3 +288,15 @@ def test_a_recurring_headline_template_does_not_make_matching_quadratic() -> Non
     rewrite = SIGNER.sign(features("Shelling kills 2009 civilians in Eastern Ghouta - monitor",
                                    lede.format(n="2009")))
     assert matcher.assign("copy", 2000.0, rewrite, ("2009",)) == "t1999"
+
+
+def test_signatures_equal_a_fresh_datasketch_minhash_per_article() -> None:
+    """The Signer reuses one MinHash and remembers feature hashes; what it returns must be the
+    library's signature (stores written before keep matching)."""
+    from datasketch import MinHash
+    signer = Signer()
+    for i, (title, summary) in enumerate([EN, EN_COPY, EN_OTHER] * 3):
+        feats = features(f"{title} {i}", summary)
+        reference = MinHash(num_perm=128, seed=1)
+        reference.update_batch([f.encode("utf-8") for f in sorted(feats)])
+        assert np.array_equal(signer.sign(feats), np.asarray(reference.hashvalues, dtype=np.uint32))

@@ -43,6 +43,7 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.typehints import KV
 from apache_beam.utils.timestamp import Timestamp
 from datasketch import MinHash, MinHashLSH
+from datasketch.hashfunc import sha1_hash32
 
 from transforms.deadletters import DEAD, dead_letter
 from transforms.records import Article, ArticleCoder
@@ -129,20 +130,29 @@ def numbers_agree(a: Sequence[str], b: Sequence[str]) -> bool:
     return not a or not b or bool(set(a) & set(b))
 
 
+@functools.lru_cache(maxsize=1 << 18)
+def _feature_hash(data: bytes) -> int:
+    """datasketch's default 32-bit hash of a feature, remembered: the same words recur in
+    article after article, and SHA-1 was most of the cost of signing."""
+    return int(sha1_hash32(data))
+
+
 class Signer:
-    """Feature sets -> MinHash signatures (the permutations are made once)."""
+    """Feature sets -> MinHash signatures: one datasketch MinHash, cleared and refilled per
+    article (its permutations are made once; building a MinHash per article cost more than
+    hashing).  Not shared between threads."""
 
     def __init__(self, num_perm: int = DEFAULT_NUM_PERM) -> None:
         self.num_perm = num_perm
-        self._template = MinHash(num_perm=num_perm, seed=_SEED)
+        self._minhash = MinHash(num_perm=num_perm, seed=_SEED, hashfunc=_feature_hash)
 
     def sign(self, feats: Iterable[str]) -> np.ndarray | None:
         items = sorted(feats)
         if not items:
             return None
-        m = MinHash(num_perm=self.num_perm, seed=_SEED, permutations=self._template.permutations, scheme=self._template.scheme)
-        m.update_batch([f.encode("utf-8") for f in items])
-        return np.asarray(m.hashvalues, dtype=np.uint32)
+        self._minhash.clear()
+        self._minhash.update_batch([f.encode("utf-8") for f in items])
+        return np.asarray(self._minhash.hashvalues, dtype=np.uint32).copy()
 
 
 def similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
