@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import re
 import zlib
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence, cast
 
@@ -194,7 +193,9 @@ class Bands:
     def __init__(self, threshold: float, num_perm: int, keep: int = DEFAULT_BUCKET_KEEP) -> None:
         self.bands, self.rows = _band_shape(threshold, num_perm)
         self.keep = keep
-        self.tables: list[dict[bytes, deque[str]]] = [{} for _ in range(self.bands)]
+        # a bucket is one id (most buckets: unrelated articles rarely share a band) or a list
+        # of at most `keep` ids, oldest first: about 80 bytes per band per article
+        self.tables: list[dict[bytes, str | list[str]]] = [{} for _ in range(self.bands)]
 
     def keys(self, signature: np.ndarray) -> list[bytes]:
         """Each band's bucket key: the bytes of its `rows` values."""
@@ -206,14 +207,23 @@ class Bands:
         for key, table in zip(self.keys(signature), self.tables):
             bucket = table.get(key)
             if bucket is None:
-                bucket = table[key] = deque(maxlen=self.keep)
-            bucket.append(ident)
+                table[key] = ident
+            elif isinstance(bucket, str):
+                table[key] = [bucket, ident]
+            else:
+                bucket.append(ident)
+                if len(bucket) > self.keep:
+                    del bucket[0]
 
     def query(self, signature: np.ndarray) -> set[str]:
         found: set[str] = set()
         for key, table in zip(self.keys(signature), self.tables):
             bucket = table.get(key)
-            if bucket:
+            if bucket is None:
+                continue
+            if isinstance(bucket, str):
+                found.add(bucket)
+            else:
                 found.update(bucket)
         return found
 
