@@ -28,7 +28,7 @@ windows: {size: 1h, allowed_lateness: 1d}
 
 def raw(i: int, title: str = "Raqqa battle goes on", numbered: bool = True) -> RawItem:
     item = {"id": f"g{i}", "url": f"https://e.example/{i}", "title": f"{title} {i}" if numbered else title,
-            "published": now_iso()}
+            "summary": "Fighting went on near the old city, witnesses said.", "published": now_iso()}
     return RawItem(source="sub", data=json.dumps(item).encode(), fetched=now_iso())
 
 
@@ -152,3 +152,25 @@ def test_story_memory_lives_across_batches_and_forgets_a_failed_commit(
     assert len(stories) == 2 and len(set(stories.values())) == 1  # the rewrite joined the first
     assert memory.matchers[next(iter(memory.matchers))] is first   # the same matcher, not reloaded
     assert (summary.articles, summary.dead_letters) == (2, 1) and summary.balanced()
+
+
+def test_retention_drops_old_text_in_the_long_running_job_and_keeps_every_count(
+        batches: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """state.retention in `stream`: the text of articles older than the horizon goes (once per
+    PRUNE_EVERY), ids stay (a replay is still a duplicate) and the counts do not change."""
+    from pipeline.jobs import stream
+    b, store = batches
+    summary = Summary()
+    b.process([raw(i) for i in range(4)], "b1", summary)
+    store.exported([], [r[0] for r in store.db.execute("SELECT id FROM stored_articles")], [])
+    before = store.totals(store.dirty_windows())
+    retention = stream._Retention(store, horizon=-3600.0)   # everything is past a horizon 1 h ahead
+    assert retention.tick() == 4
+    assert retention.tick() == 0                            # not again before PRUNE_EVERY
+    summaries = [json.loads(s)["summary"] for (s,) in store.db.execute("SELECT state FROM stored_articles")]
+    assert summaries == ["", "", "", ""]
+    assert store.totals(store.dirty_windows()) == before and store.verify_counts() == []
+    again = Summary()
+    b.process([raw(0)], "b2", again)
+    assert (again.articles, again.duplicates) == (0, 1)
+    assert stream._Retention(store, None).tick() == 0

@@ -76,6 +76,7 @@ HEARTBEAT_EVERY = 2.0     # seconds between heartbeats while running
 HEARTBEAT_DRAINING = 0.25 # ... and while draining: the local runner has ONE worker thread, which
                           # a blocked pull holds; a heartbeat is what frees it
 PROGRESS_EVERY = 30.0
+PRUNE_EVERY = 600.0   # state.retention: old text is dropped this often (the first time at start)
 
 
 def streaming_trigger(early_seconds: float) -> beam_trigger.TriggerFn:
@@ -469,6 +470,26 @@ class _Batches:
                 target[name] = target.get(name, 0) + n
 
 
+class _Retention:
+    """`state.retention` in the long-running job: the text of articles published before the
+    horizon is dropped every PRUNE_EVERY seconds (ids, times, topics and mentions stay, so
+    dedup and every stored count are unchanged; `ArticleStore.prune`)."""
+
+    def __init__(self, store: StreamStore, horizon: float | None) -> None:
+        self.store = store
+        self.horizon = horizon
+        self.next = time.monotonic()
+
+    def tick(self) -> int:
+        if self.horizon is None or time.monotonic() < self.next:
+            return 0
+        self.next = time.monotonic() + PRUNE_EVERY
+        pruned = self.store.prune(self.horizon)
+        if pruned:
+            log.info("pruned the text of %d articles older than state.retention", pruned)
+        return pruned
+
+
 def _export(store: StreamStore, exporter: Exporter) -> int:
     """Store -> sinks: dirty windows' true totals, new articles, new dead letters; then mark them."""
     windows, articles, dead = store.pending_export()
@@ -528,6 +549,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                 in_flight: deque[_InFlight] = deque()
                 depth = max(1, STAGE_PROCESSES)
                 last_done = time.monotonic()
+                retention = _Retention(store, config.state.retention)
 
                 def finish(done: _InFlight) -> None:
                     nonlocal rate, last_done
@@ -542,6 +564,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     t2 = time.monotonic()
                     _export(store, exporter)
                     crash_point("after_export", done.number)
+                    retention.tick()
                     # the job's rate: batches complete one after another (the next one's stages
                     # overlap this one's commit), so items per interval between completions
                     if len(done.pulled) >= 50:
