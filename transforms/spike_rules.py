@@ -22,7 +22,8 @@ Common to both:
   rerun gives identical records; pass `clock` to stamp wall-clock time instead.
 
 `evaluate` replays a whole series; `evaluate_new` replays it but returns only the alerts of the
-new windows (batch runs); `IncrementalEvaluator` does the same one window at a time with plain
+new windows (batch runs); `judge_windows` does the same for windows judged again as they fill,
+keeping the alerts raised before (the exactly-once stream); `IncrementalEvaluator` does the same one window at a time with plain
 data state (streaming, from a stateful DoFn). All three give the same alerts for the same input.
 """
 from __future__ import annotations
@@ -388,6 +389,72 @@ def evaluate_new(rules: Sequence[AlertRule], topic: str,
                 continue
             last = start
             if new_keys is None or start in new_keys:
+                out.append(alert)
+    out.sort(key=lambda a: (_key(a.window_start), a.rule))
+    return out
+
+
+def judge_windows(rules: Sequence[AlertRule], topic: str,
+                  series: Iterable[WindowCount | tuple[str, str, int, Iterable[str]]],
+                  judged: Collection[str], window_size: float, *, origin: str | None = None,
+                  stored_alerts: Iterable[Alert | Mapping[str, Any]] = ()) -> list[Alert]:
+    """The alerts of the `judged` windows (their `window_start`) given the alerts already raised
+    (`stored_alerts`), for a job that judges a window more than once while it fills (the
+    exactly-once stream). As `evaluate_new`, except that an alert already raised for a judged
+    window stands (it keeps the cool-down of the windows after it) and is returned again with
+    the current numbers when its rule still fires there; the caller tells a new alert (no stored
+    one with its key) from an update. A window judged on its final count gives what
+    `evaluate_new` gives for the whole series at once."""
+    merged: dict[int, WindowCount] = {}
+    for w in series:
+        start = _key(w[0])
+        ids = tuple(w[3]) if len(w) > 3 else ()
+        if start in merged:
+            m = merged[start]
+            merged[start] = m._replace(n_articles=m.n_articles + int(w[2]), article_ids=m.article_ids + ids)
+        else:
+            merged[start] = WindowCount(w[0], w[1], int(w[2]), ids)
+    if not merged:
+        return []
+    windows = [merged[s] for s in sorted(merged)]
+    counts = {s: w.n_articles for s, w in merged.items()}
+    first = _key(origin) if origin is not None else min(counts)
+    judged_keys = {_key(s) for s in judged}
+    raised: dict[str, list[int]] = {}
+    for a in stored_alerts:
+        rec = a.to_json() if isinstance(a, Alert) else a
+        if rec["topic"] == topic:
+            raised.setdefault(str(rec["rule"]), []).append(_key(str(rec["window_start"])))
+    out: list[Alert] = []
+    for rule in rules:
+        if not rule.applies_to(topic):
+            continue
+        stored = sorted(raised.get(rule.name, []))
+        stored_set = set(stored)
+        last: int | None = None
+        for w in windows:
+            start = _key(w.window_start)
+            prior = [s for s in stored if s <= start]
+            if prior and (last is None or prior[-1] > last):
+                last = prior[-1]
+
+            def history(i: int, start: int = start) -> int | None:
+                s = int(round(start - i * window_size))
+                return None if s < first else counts.get(s, 0)
+
+            if start in stored_set:     # raised before: it stands; refreshed if it still fires
+                if start in judged_keys:
+                    alert = check_window(rule, topic, w, history, window_size)
+                    if alert is not None:
+                        out.append(alert)
+                continue
+            if _in_cooldown(rule, last, start):
+                continue
+            alert = check_window(rule, topic, w, history, window_size)
+            if alert is None:
+                continue
+            last = start
+            if start in judged_keys:
                 out.append(alert)
     out.sort(key=lambda a: (_key(a.window_start), a.rule))
     return out

@@ -2,7 +2,8 @@
 
 Same formats as the Beam sinks (pipeline/io/sinks.py): SQLite upserts by natural key (so it
 always holds the true totals), JSONL/CSV append (the last line per key wins), Pub/Sub publishes
-one JSON record per message. `alerts` sinks are not written here.
+one JSON record per message. Every record kind (articles, counts, topics, dead letters, stories,
+alerts) goes through here; pipeline/io/stream_outputs.py decides what and when.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class Exporter:
     """Writes records to every configured sink that asked for them; keeps connections open."""
 
     def __init__(self, sinks: Sequence[SinkConfig]) -> None:
-        self.sinks = [s for s in sinks if s.what in ("articles", "counts", "topics", "dead_letters")]
+        self.sinks = list(sinks)
         self._dbs: dict[Path, sqlite3.Connection] = {}
         self._publisher: Any = None
 

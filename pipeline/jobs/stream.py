@@ -47,6 +47,7 @@ from pipeline.graph.runner import new_pipeline
 from pipeline.graph.stages import apply_stages, story_options, write_alerts, write_sinks
 from pipeline.graph.summary import Summary, metric_counters, read_metrics, sink_paths
 from pipeline.io.export import Exporter
+from pipeline.io.stream_outputs import StreamOutputs
 from pipeline.io.pubsub import (
     Leases,
     Pulled,
@@ -490,18 +491,10 @@ class _Retention:
         return pruned
 
 
-def _export(store: StreamStore, exporter: Exporter) -> int:
-    """Store -> sinks: dirty windows' true totals, new articles, new dead letters; then mark them."""
-    windows, articles, dead = store.pending_export()
-    if not (windows or articles or dead):
-        return 0
-    counts, topics = store.totals(windows)
-    exporter.write("counts", counts)
-    exporter.write("topics", topics)
-    exporter.write("articles", articles)
-    exporter.write("dead_letters", [r for _, r in dead])
-    store.exported(windows, [a.id for a in articles], [s for s, _ in dead])
-    return len(windows)
+def _export(outputs: StreamOutputs, final: bool = False) -> int:
+    """Store -> sinks: dirty windows' true totals, new articles, new dead letters, their story
+    records; then mark them; spike alerts judged every few seconds (pipeline/io/stream_outputs.py)."""
+    return outputs.export(final=final)
 
 
 def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
@@ -531,7 +524,8 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
             # the worker process starts (and loads the language profiles) before the first batch
             batches = _Batches(config, beam_args, store, processes=STAGE_PROCESSES)
             try:
-                exported = _export(store, exporter)   # what a killed job committed but never exported
+                outputs = StreamOutputs(config, store, exporter)
+                exported = _export(outputs)   # what a killed job committed but never exported
                 if exported:
                     _say(f"exported {exported} windows left dirty by an earlier run")
                 _say(f"reading {subscription} on {where}, exactly-once into {config.state.path}: each "
@@ -539,8 +533,8 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                      f"{f' every {config.windows.period:g}s' if config.windows.period else ''}, allowed "
                      f"lateness {config.windows.allowed_lateness:g}s")
                 if config.alerts:
-                    _say("alerts are not evaluated by the exactly-once stream: run "
-                         "`mediamon alerts backtest` or a scheduled `mediamon run` on the store")
+                    _say(f"alert rules ({len(config.alerts)}) judge changed windows every "
+                         f"{max(config.windows.early, 2.0):g}s, closed ones within 2s")
                 prefetch.start()
                 next_progress = time.monotonic() + PROGRESS_EVERY
                 number = 0
@@ -562,7 +556,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     leases.release(ack_ids)
                     crash_point("after_ack", done.number)
                     t2 = time.monotonic()
-                    _export(store, exporter)
+                    _export(outputs)
                     crash_point("after_export", done.number)
                     retention.tick()
                     # the job's rate: batches complete one after another (the next one's stages
@@ -608,7 +602,9 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                         puller.lease(ids, 0)
                     except Exception as exc:  # they come back after the ack deadline anyway
                         log.warning("could not give back %d messages: %s", len(ids), exc)
-                _export(store, exporter)
+                _export(outputs, final=True)
+                if outputs.alerts_raised:
+                    _say(f"{outputs.alerts_raised} alerts raised")
                 _say(f"stopped ({signals.reason}) in {time.monotonic() - stop_at:.1f}s after {number} micro-batches "
                      f"({batches.pipelines} pipelines); gave back {len(rest)} unprocessed messages: "
                      f"{_summary_progress(summary)}")

@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from pipeline.store import sqlite
+from pipeline.store.sqlite import upsert_records
 from pipeline.store.articles import ArticleStore, StoryMemory
-from transforms.counts import keyword_pairs, topic_pairs, windows_of
-from transforms.records import Article, DeadLetter, article_from_state
+from transforms.counts import keyword_pairs, story_member, story_of, story_record, topic_pairs, windows_of
+from transforms.records import Alert, Article, DeadLetter, StoryRecord, article_from_state
+from transforms.spike_rules import WindowCount
 from transforms.stories import StoryOptions
 from transforms.timeutil import from_epoch, now_iso, to_epoch
 
@@ -49,6 +51,8 @@ CREATE TABLE IF NOT EXISTS stream_count_stories (
   PRIMARY KEY (kind, window_start, window_end, key, language, story));
 CREATE TABLE IF NOT EXISTS stream_outbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stream_alert_windows (
+  window_start REAL NOT NULL, window_end REAL NOT NULL, PRIMARY KEY (window_start, window_end));
 """
 
 
@@ -64,7 +68,7 @@ class StreamStore(ArticleStore):
         super().__init__(path, size, period)
         with self.db:
             self.db.executescript(STREAM_SCHEMA)
-            for what in ("counts", "topics", "dead_letters"):
+            for what in ("counts", "topics", "dead_letters", "alerts"):
                 cols = sqlite.SQLITE_COLUMNS[what]
                 key = ", ".join(sqlite.NATURAL_KEYS[what])
                 self.db.execute(f"CREATE TABLE IF NOT EXISTS {what} ({', '.join(cols)}, PRIMARY KEY ({key}))")
@@ -199,12 +203,103 @@ class StreamStore(ArticleStore):
         return counts, topics
 
     def exported(self, windows: Sequence[tuple[float, float]], article_ids: Sequence[str],
-                 dead_seqs: Sequence[int]) -> None:
-        """What the sinks now hold. A window dirtied again meanwhile cannot be (one writer)."""
+                 dead_seqs: Sequence[int], judge: bool = False) -> None:
+        """What the sinks now hold. A window dirtied again meanwhile cannot be (one writer).
+        `judge`: the windows wait for the alert rules (stream_alert_windows), in the same
+        transaction, so a window exported but not yet judged is judged after a crash."""
         with self.db:
+            if judge:
+                self.db.executemany("INSERT OR IGNORE INTO stream_alert_windows VALUES (?, ?)", windows)
             self.db.executemany("DELETE FROM dirty_windows WHERE window_start = ? AND window_end = ?", windows)
             self.db.executemany("UPDATE stored_articles SET exported = 1 WHERE id = ?", [(i,) for i in article_ids])
             self.db.executemany("DELETE FROM stream_outbox WHERE seq = ?", [(s,) for s in dead_seqs])
+
+    # ------------------------------------------------------------ stories (export)
+
+    def story_records(self, articles: Sequence[Article]) -> list[StoryRecord]:
+        """The story records (as CountPerWindow makes them from every stored article of the
+        window) of each (window, story) these articles belong to: a story's members are the
+        stored articles carrying its id, found through the story signatures (indexed by story),
+        so only the stories a micro-batch touched are read, never whole windows."""
+        touched = sorted({(w, story_of(a)) for a in articles
+                          for w in windows_of(to_epoch(a.published), self.size, self.period)})
+        stories = sorted({story for _, story in touched})
+        ids: set[str] = set(stories) | {a.id for a in articles}
+        for chunk in _chunks(stories):
+            ids.update(i for (i,) in self.db.execute(
+                f"SELECT id FROM story_signatures WHERE story IN ({', '.join('?' for _ in chunk)})", chunk))
+        members: dict[str, list[tuple[float, Article]]] = defaultdict(list)
+        for chunk in _chunks(sorted(ids)):
+            for published, state in self.db.execute(
+                    f"SELECT published, state FROM stored_articles WHERE id IN ({', '.join('?' for _ in chunk)})",
+                    chunk):
+                article = article_from_state(json.loads(state))
+                members[story_of(article)].append((published, article))
+        records = []
+        for (start, end), story in touched:
+            inside = [story_member(a)[1] for published, a in members.get(story, ()) if start <= published < end]
+            if inside:
+                records.append(story_record(from_epoch(start), from_epoch(end), story, inside))
+        return records
+
+    # ------------------------------------------------------------ alerts (judged after export)
+
+    def alert_windows(self) -> list[tuple[float, float]]:
+        """Windows exported since the alert rules last judged them."""
+        return [tuple(r) for r in self.db.execute(  # type: ignore[misc]
+            "SELECT window_start, window_end FROM stream_alert_windows ORDER BY 1")]
+
+    def watermark(self) -> float | None:
+        """The stream's event-time watermark: the latest `published` stored (epoch seconds)."""
+        row = self.db.execute("SELECT max(published) FROM stored_articles").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def topic_series(self, since: float, until: float) -> dict[str, list[WindowCount]]:
+        """Each topic's article count per window (languages summed) for windows starting in
+        [since, until), from the stored totals (equal to a recount of the stored articles)."""
+        series: dict[str, list[WindowCount]] = defaultdict(list)
+        for start, end, topic, n in self.db.execute(
+                "SELECT window_start, window_end, topic, SUM(articles) FROM topics "
+                "WHERE window_start >= ? AND window_start < ? GROUP BY window_start, window_end, topic "
+                "ORDER BY window_start", (from_epoch(since), from_epoch(until))):
+            series[topic].append(WindowCount(start, end, int(n)))
+        return dict(series)
+
+    def topic_article_ids(self, topic: str, start: str, end: str) -> tuple[str, ...]:
+        """The ids of the stored articles of one window tagged with `topic` (an alert's evidence)."""
+        return tuple(sorted(i for (i,) in self.db.execute(
+            "SELECT a.id FROM stored_articles AS a, json_each(a.state, '$.topics') AS t "
+            "WHERE a.published >= ? AND a.published < ? AND t.value = ?",
+            (to_epoch(start), to_epoch(end), topic))))
+
+    def record_alerts(self, new: Sequence[Alert], updated: Sequence[Alert],
+                      judged: Sequence[tuple[float, float]], webhook: bool) -> None:
+        """One transaction: the alerts into the store's `alerts` table (their cool-downs), into
+        the outbox for the sinks (and, new ones, for the webhook), the judged windows done."""
+        with self.db:
+            upsert_records(self.db, "alerts", [a.to_json() for a in (*new, *updated)])
+            rows = [("alerts", a) for a in (*new, *updated)] + ([("webhook", a) for a in new] if webhook else [])
+            self.db.executemany("INSERT INTO stream_outbox (what, record) VALUES (?, ?)",
+                                [(what, json.dumps(a.to_json(), ensure_ascii=False)) for what, a in rows])
+            self.db.executemany("DELETE FROM stream_alert_windows WHERE window_start = ? AND window_end = ?", judged)
+
+    def outbox(self, what: str) -> list[tuple[int, dict[str, Any]]]:
+        """(seq, record) waiting in the outbox for `what` (alerts, webhook, dead_letters)."""
+        return [(seq, json.loads(rec)) for seq, rec in self.db.execute(
+            "SELECT seq, record FROM stream_outbox WHERE what = ? ORDER BY seq", (what,))]
+
+    def delivered(self, seqs: Sequence[int], dead_letters: Sequence[DeadLetter] = ()) -> None:
+        """Outbox rows done; dead letters (an undeliverable alert) stored and queued, in one go."""
+        with self.db:
+            self.db.executemany("DELETE FROM stream_outbox WHERE seq = ?", [(s,) for s in seqs])
+            for dead in dead_letters:
+                row = dead.to_json()
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO dead_letters (stage, error, source, raw, at) VALUES (?, ?, ?, ?, ?)",
+                    (row["stage"], row["error"], row["source"], row["raw"], row["at"]))
+                if cursor.rowcount:
+                    self.db.execute("INSERT INTO stream_outbox (what, record) VALUES ('dead_letters', ?)",
+                                    (json.dumps(row, ensure_ascii=False),))
 
     # ------------------------------------------------------------ checks
 
@@ -236,3 +331,8 @@ class StreamStore(ArticleStore):
                      for k, v in topic.items() if stored_t.get(k) != v]
         problems += [f"topics {k}: stored {v}, no article" for k, v in stored_t.items() if k not in topic]
         return problems
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
