@@ -174,7 +174,15 @@ def as_rows(records: dict[tuple[Any, ...], dict[str, Any]], db: Path, table: str
             for r in records.values()}
 
 
-def check_same_as_batch(tmp: Path, hook: Hook) -> None:
+def story_shapes(records: set[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+    """Story records without what names the story (id, headline, url: its first-seen article)."""
+    return {r[:2] + r[5:] for r in records}
+
+
+def check_same_as_batch(tmp: Path, hook: Hook, arrival_order_kept: bool = True) -> None:
+    """`arrival_order_kept`: False after kills, whose redeliveries can make an article arrive
+    after a later rewrite of it; the rewrite then names the story (a story is named by its
+    first-seen article), so only the stories' contents are compared."""
     stream_db, batch_db = tmp / "out" / "stream.db", tmp / "out" / "batch.db"
     batch_alerts = rows(batch_db, "alerts")
     # the burst raises the Raqqa spike (both rules) and nothing else
@@ -191,9 +199,10 @@ def check_same_as_batch(tmp: Path, hook: Hook) -> None:
     assert sorted(posted) == sorted((a[0], a[1], a[6]) for a in batch_alerts), hook.posts
     batch_stories = rows(batch_db, "stories")
     assert any(s[7] > 1 for s in batch_stories)                           # a story with its rewrites
-    assert rows(stream_db, "stories") == batch_stories
-    assert as_rows(last_lines(tmp / "out" / "stories.jsonl", ("window_start", "window_end", "story")),
-                   batch_db, "stories") == batch_stories
+    same = (lambda r: r) if arrival_order_kept else story_shapes
+    assert same(rows(stream_db, "stories")) == same(batch_stories)
+    assert same(as_rows(last_lines(tmp / "out" / "stories.jsonl", ("window_start", "window_end", "story")),
+                        batch_db, "stories")) == same(batch_stories)
 
 
 def test_alerts_and_stories_equal_a_batch_run(pubsub_emulator: str, tmp_path: Path, hook: Hook) -> None:  # noqa: F811
@@ -216,9 +225,10 @@ def test_kills_and_restarts_raise_each_alert_once(pubsub_emulator: str, tmp_path
     items = burst(seed=6, tag="outkills")
     distinct = len({i["id"] for i in items})
     publish(topic, [message(i) for i in items])
-    small = {"MEDIAMON_STREAM_BATCH": "12"}
-    # killed after exporting (windows queued, maybe judged), after acking (exported by the next start)
-    for point in ("after_export:2", "after_ack:4", "after_export:5"):
+    small = {"MEDIAMON_STREAM_BATCH": "8"}    # about seven micro-batches for the burst
+    # killed after exporting (windows queued, maybe judged), after acking (exported and judged by the
+    # next start), after committing (not acked: redelivered, duplicates)
+    for point in ("after_export:2", "after_ack:2", "after_commit:1"):
         proc = start(stream_cfg, env={**small, "MEDIAMON_CRASH_AT": point})
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == -signal.SIGKILL, f"{point}: exit {proc.returncode}: {err[-2000:]}"
@@ -232,4 +242,4 @@ def test_kills_and_restarts_raise_each_alert_once(pubsub_emulator: str, tmp_path
         assert conn.execute("SELECT COUNT(*) FROM stream_alert_windows").fetchone()[0] == 0   # all judged
         assert conn.execute("SELECT COUNT(*) FROM stream_outbox").fetchone()[0] == 0          # all delivered
     run_batch(tmp_path, batch_cfg, items)
-    check_same_as_batch(tmp_path, hook)
+    check_same_as_batch(tmp_path, hook, arrival_order_kept=False)
