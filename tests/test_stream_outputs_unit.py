@@ -174,3 +174,31 @@ def test_story_records_equal_a_recount_of_the_stored_articles(world: Any, tmp_pa
     with sqlite3.connect(tmp_path / "out.db") as conn:
         got = set(conn.execute("SELECT window_start, story, size, outlets FROM stories"))
     assert got == expected and (from_epoch(T0), "a1", 2, json.dumps(["s1"])) in got
+
+
+def test_an_undeliverable_alert_becomes_a_webhook_dead_letter(tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as sock:                     # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "c.yaml").write_text(CONFIG.replace("sinks:", f"""  webhook: {{url: "http://127.0.0.1:{port}/hook", retries: 0, timeout: 2s}}
+sinks:
+  - {{type: sqlite, path: out.db, what: dead_letters}}""", 1), encoding="utf-8")
+    config = load_config(tmp_path / "c.yaml")
+    assert config.state.path is not None and config.webhook is not None
+    store = StreamStore(config.state.path, config.windows.size, config.windows.period)
+    exporter = Exporter(config.sinks)
+    try:
+        outputs = StreamOutputs(config, store, exporter, clock=lambda: 0.0, monotonic=Clock())
+        commit(store, config, "b1", [article(n, h) for n, h in enumerate([0, 1, 2, 3])] +
+               [article(10 + i, 4) for i in range(6)])
+        outputs.export()                              # judged, stored, POST fails -> dead letter queued
+        outputs.export()                              # ... exported with the next step
+        assert len(sink_alerts(tmp_path)) == 1 and store.outbox("webhook") == []
+        with sqlite3.connect(tmp_path / "out.db") as conn:
+            dead = list(conn.execute("SELECT stage, source, raw FROM dead_letters"))
+        assert [(d[0], d[1]) for d in dead] == [("webhook", "http://127.0.0.1")]
+        assert json.loads(dead[0][2])["window_start"] == from_epoch(T0 + 4 * HOUR)
+    finally:
+        exporter.close()
+        store.close()

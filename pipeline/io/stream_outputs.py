@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 CHECK_EVERY = 2.0        # seconds between looks at the queued windows (closed ones are judged then)
 FINAL_WEBHOOK_TIMEOUT = 3.0  # at the stop: one attempt each, so the drain stays within its budget
+FINAL_WEBHOOK_BUDGET = 5.0   # ... and no new POST after this many seconds (the rest: next start)
+WEBHOOK_BUDGET = 10.0        # while running: no new POST after this long in one export step
 
 
 class StreamOutputs:
@@ -117,13 +119,16 @@ class StreamOutputs:
             earlier = [a for a in stored.values() if a["topic"] == topic]
             for alert in judge_windows(self.rules, topic, series[topic], judged, step,
                                        origin=origin, stored_alerts=earlier):
+                before = stored.get((alert.topic, alert.window_start, alert.window_end, alert.rule))
+                if before is not None and int(before["count"]) == alert.count:
+                    # the same articles (a window only grows): no scan of the window for its ids
+                    if float(before["baseline"]) == alert.baseline and float(before["score"]) == alert.score:
+                        continue
+                    updated.append(dataclasses.replace(alert, articles=tuple(_ids(before))))
+                    continue
                 alert = dataclasses.replace(alert, articles=self.store.topic_article_ids(
                     topic, alert.window_start, alert.window_end))
-                before = stored.get((alert.topic, alert.window_start, alert.window_end, alert.rule))
-                if before is None:
-                    new.append(alert)
-                elif not _same(before, alert):
-                    updated.append(alert)
+                (new if before is None else updated).append(alert)
         self.store.record_alerts(new, updated, windows, webhook=self.config.webhook is not None)
         for alert in new:
             log.info("alert %s on %s for %s: %d articles (baseline %g, score %g)", alert.rule, alert.topic,
@@ -146,7 +151,10 @@ class StreamOutputs:
             return
         if final:       # one short attempt each; what fails waits in the outbox for the next start
             spec = dataclasses.replace(spec, retries=0, timeout=min(spec.timeout, FINAL_WEBHOOK_TIMEOUT))
+        deadline = self.monotonic() + (FINAL_WEBHOOK_BUDGET if final else WEBHOOK_BUDGET)
         for seq, record in posts:
+            if self.monotonic() >= deadline:    # the rest waits in the outbox (next export or start)
+                break
             result = post_alert(record, spec)
             dead: list[DeadLetter] = []
             if not result.ok:
@@ -164,10 +172,9 @@ def _alert(record: dict[str, Any]) -> Alert:
     return Alert(**{**record, "articles": tuple(record.get("articles") or ())})
 
 
-def _same(stored: dict[str, Any], alert: Alert) -> bool:
-    """A stored alert row (articles as JSON text) holds the same numbers as `alert`."""
+def _ids(stored: dict[str, Any]) -> list[str]:
+    """A stored alert row's article ids (JSON text in SQLite)."""
     articles = stored.get("articles")
     if isinstance(articles, str):
         articles = json.loads(articles) if articles else []
-    return (int(stored["count"]) == alert.count and float(stored["baseline"]) == alert.baseline
-            and float(stored["score"]) == alert.score and list(articles or []) == list(alert.articles))
+    return [str(a) for a in articles or []]
