@@ -210,7 +210,7 @@ def test_alerts_and_stories_equal_a_batch_run(pubsub_emulator: str, tmp_path: Pa
     items = burst(seed=5, tag="outputs")
     distinct = len({i["id"] for i in items})
     proc = start(stream_cfg, env={"MEDIAMON_STREAM_BATCH": "15"})
-    publish(topic, [message(i) for i in items], rate=40.0)     # several judgments while windows fill
+    publish(topic, [message(i) for i in items], rate=10.0)     # several judgments while windows fill
     wait_for(lambda: stored_articles(tmp_path) == distinct, proc, 180, "every distinct article stored")
     time.sleep(3.0)
     code, took, err = stop(proc)
