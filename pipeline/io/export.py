@@ -31,7 +31,11 @@ class Exporter:
     def write(self, what: str, records: Sequence[Any]) -> None:
         if not records:
             return
-        for sink in self.sinks:
+        wanted = [s for s in self.sinks if s.what == what]
+        if not wanted:
+            return
+        records = [record_row(what, r) for r in records]   # once, not once per sink (asdict is slow)
+        for sink in wanted:
             if sink.what != what:
                 continue
             if sink.type == "sqlite":

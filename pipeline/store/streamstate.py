@@ -229,7 +229,10 @@ class StreamStore(ArticleStore):
             ids.update(i for (i,) in self.db.execute(
                 f"SELECT id FROM story_signatures WHERE story IN ({', '.join('?' for _ in chunk)})", chunk))
         members: dict[str, list[tuple[float, Article]]] = defaultdict(list)
-        for chunk in _chunks(sorted(ids)):
+        for a in {a.id: a for a in articles}.values():   # as stored: only older members are read back
+            members[story_of(a)].append((to_epoch(a.published), a))
+        older = sorted(ids - {a.id for a in articles})
+        for chunk in _chunks(older):
             for published, state in self.db.execute(
                     f"SELECT published, state FROM stored_articles WHERE id IN ({', '.join('?' for _ in chunk)})",
                     chunk):
