@@ -249,6 +249,14 @@ class Document:
             self._prefix_memo[atom.key] = found
         return found
 
+    def has_prefix(self, prefix: str) -> bool:
+        """Does some key of the document start with `prefix`?"""
+        if self._sorted_keys is None:
+            self._sorted_keys = sorted(self.index)
+        keys = self._sorted_keys
+        i = bisect.bisect_left(keys, prefix)
+        return i < len(keys) and keys[i].startswith(prefix)
+
     def occurs(self, match: Match) -> bool:
         """Does `match` occur at all (cheaper than `spans` for one-word terms)?"""
         if match.simple:
@@ -352,27 +360,60 @@ def evidence(matches: Sequence[Match], doc: Document) -> tuple[tuple[str, tuple[
     return tuple((label, tuple(forms)) for label, forms in found.items())
 
 
-def required_atoms(node: Node) -> frozenset[Atom] | None:
-    """Atoms of which at least one must occur for `node` to match; None when the node can
-    match a document without any (e.g. NOT x). The prefilter's trigger set."""
+MAX_GROUPS = 8          # an OR of conjunctions is expanded while it gives at most this many
+
+
+def trigger(seq: Seq) -> Atom:
+    """The word of a phrase the prefilter looks for: an exact word before a prefix, the
+    longest (rarest-looking) first."""
+    return max(seq, key=lambda a: (not a.prefix, len(a.key)))
+
+
+def necessary_groups(node: Node) -> tuple[frozenset[Atom], ...]:
+    """Sets of atoms such that, for each set, one of its atoms must occur for `node` to
+    match: a necessary condition in conjunctive form (the prefilter's). () when nothing is
+    necessary (a node that can match without any of its words, e.g. NOT x)."""
     if isinstance(node, Match):
-        return frozenset(max(seq, key=lambda a: (not a.prefix, len(a.key)))
-                         for seq in node.alternatives)
+        if len(node.alternatives) == 1:        # every word of the one phrase must occur
+            return tuple(dict.fromkeys(frozenset((a,)) for a in node.alternatives[0]))
+        return (frozenset(trigger(seq) for seq in node.alternatives),)
     if isinstance(node, Near):
-        sides = [required_atoms(Or(node.left)), required_atoms(Or(node.right))]
-        return min((s for s in sides if s is not None), key=len, default=None)
+        return all_of([any_of([necessary_groups(m) for m in node.left]),
+                         any_of([necessary_groups(m) for m in node.right])])
     if isinstance(node, And):
-        sets = [s for s in (required_atoms(c) for c in node.children) if s is not None]
-        return min(sets, key=len, default=None)
+        return all_of([necessary_groups(c) for c in node.children])
     if isinstance(node, Or):
-        union: set[Atom] = set()
-        for child in node.children:
-            s = required_atoms(child)
-            if s is None:
-                return None
-            union |= s
-        return frozenset(union)
-    return None
+        return any_of([necessary_groups(c) for c in node.children])
+    return ()
+
+
+def all_of(parts: Sequence[tuple[frozenset[Atom], ...]]) -> tuple[frozenset[Atom], ...]:
+    """Every part must hold: all their groups."""
+    return tuple(dict.fromkeys(g for part in parts for g in part))
+
+
+def any_of(parts: Sequence[tuple[frozenset[Atom], ...]]) -> tuple[frozenset[Atom], ...]:
+    """One of the parts must hold: each group of the result takes one group of every part
+    (all combinations while they are few, else the smallest group of each part)."""
+    if not parts or any(not part for part in parts):
+        return ()
+    count = 1
+    for part in parts:
+        count *= len(part)
+    if count > MAX_GROUPS:
+        parts = [(min(part, key=_cost),) for part in parts]
+    out = (frozenset().union(*combo) for combo in itertools.product(*parts))
+    return minimal(tuple(dict.fromkeys(out)))
+
+
+def _cost(group: frozenset[Atom]) -> tuple[int, int, int]:
+    """Smaller first: fewer atoms, fewer prefixes, longer words (rarer-looking)."""
+    return len(group), sum(a.prefix for a in group), -sum(len(a.key) for a in group)
+
+
+def minimal(groups: tuple[frozenset[Atom], ...]) -> tuple[frozenset[Atom], ...]:
+    """Drop a group that contains another (it says less)."""
+    return tuple(g for g in groups if not any(h < g for h in groups))
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -605,7 +646,7 @@ class _Parser:
 
 @dataclass(frozen=True, eq=False)
 class Query:
-    """A compiled query: `matches(doc)`, `evidence(doc)`, `required` atoms for prefilters."""
+    """A compiled query: `matches(doc)`, `evidence(doc)`, `necessary` atoms for prefilters."""
 
     text: str
     root: Node
@@ -616,8 +657,8 @@ class Query:
     def evidence(self, doc: Document) -> tuple[tuple[str, tuple[str, ...]], ...]:
         return evidence(positive_matches(self.root), doc)
 
-    def required(self) -> frozenset[Atom] | None:
-        return required_atoms(self.root)
+    def necessary(self) -> tuple[frozenset[Atom], ...]:
+        return necessary_groups(self.root)
 
 
 def parse_query(text: str, variants: VariantTable | None = None,

@@ -20,8 +20,8 @@ import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
 from transforms.morphology import stem_keys
 from transforms.textnorm import is_arabic, lookup_keys
-from transforms.query import Atom, Document, Match, Query, parse_query, positive_matches, \
-    evidence, stem_keys_of, term_match
+from transforms.query import Atom, Document, Match, Query, any_of, evidence, minimal, \
+    parse_query, positive_matches, stem_keys_of, term_match, trigger as _trigger
 from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, variants_table
 
 Evidence = tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
@@ -79,28 +79,31 @@ class _Topic:
     def positive_total(self) -> float:
         return sum(w for _, w in self.weights if w > 0)
 
-    def required(self) -> frozenset[Atom] | None:
-        if self.gate is not None:
-            gate = self.gate.required()
-            if gate is not None:
-                return gate
-        if not self.weights:
-            return None
-        union: set[Atom] = set()
-        for rule, weight in self.weights:
-            if weight > 0:
-                atoms = rule.required()
-                if atoms is None:
-                    return None
-                union |= atoms
-        return frozenset(union)
+    def necessary(self) -> tuple[frozenset[Atom], ...]:
+        """Groups of atoms, one of each must occur for the topic to match (the prefilter's
+        test); () when the topic can match without any word (it is always evaluated)."""
+        groups = list(self.gate.necessary()) if self.gate is not None else []
+        if self.weights and self.threshold > 0:
+            # the score is at most the sum of the positive weights that match: a rule
+            # without which the others cannot reach the threshold is needed, and unless the
+            # needed ones reach it alone, one of the other positive rules must match too
+            # (a small margin keeps float sums from pruning a topic evaluate would tag)
+            reach = self.threshold - 1e-9 * max(1.0, abs(self.threshold))
+            positive = [(rule, w) for rule, w in self.weights if w > 0]
+            total = sum(w for _, w in positive)
+            needed = [(rule, w) for rule, w in positive if total - w < reach]
+            for rule, _ in needed:
+                groups.extend(rule.necessary())
+            if sum(w for _, w in needed) < reach:
+                groups.extend(any_of([rule.necessary() for rule, w in positive
+                                      if total - w >= reach]))
+        return minimal(tuple(dict.fromkeys(groups)))
 
 
-def _patterns(atom: Atom) -> tuple[str, ...]:
-    """What the atom looks like in the key line ` key1 key2 ... ` (each of its keys)."""
-    if atom.prefix:
-        return (f" {atom.key}",)
-    return tuple(f" {key} " for key in atom.keys())
+def _trigger_cost(group: frozenset[Atom]) -> tuple[int, int]:
+    """Which necessary group triggers a topic: one without prefixes (a key lookup), then
+    the one with the fewest keys (fewer documents have one of them)."""
+    return sum(a.prefix for a in group), sum(1 if a.prefix else len(a.keys()) for a in group)
 
 
 class Tagger:
@@ -135,28 +138,48 @@ class Tagger:
         self._stem_memo: dict[str, tuple[str, ...]] = {}
         self._morphology = self._morphology and bool(wanted)
 
-        by_pattern: dict[str, tuple[set[int], set[int]]] = {}
+        # the prefilter. Each topic has necessary groups (one atom of each must occur): the
+        # smallest group, preferring exact words, is its trigger, looked up by key (exact
+        # words) or found by an automaton over the document's keys (prefixes); a triggered
+        # topic is a candidate when each of its other groups has a key or prefix in the
+        # document. Keywords are triggered the same way by the key word of each form.
+        exact: dict[str, tuple[set[int], set[int]]] = {}
+        prefixes: dict[str, tuple[set[int], set[int]]] = {}
+
+        def trigger_on(atom: Atom, kind: int, i: int) -> None:
+            if atom.prefix:
+                prefixes.setdefault(atom.key, (set(), set()))[kind].add(i)
+            else:
+                for key in atom.keys():
+                    exact.setdefault(key, (set(), set()))[kind].add(i)
+
         always: list[int] = []
+        checks: list[tuple[tuple[frozenset[str], tuple[str, ...]], ...]] = []
         for i, topic in enumerate(self._topics):
-            atoms = topic.required()
-            if atoms is None:
+            groups = sorted(topic.necessary(), key=_trigger_cost)
+            if not groups:
                 always.append(i)
-                continue
-            for atom in atoms:
-                for pattern in _patterns(atom):
-                    by_pattern.setdefault(pattern, (set(), set()))[0].add(i)
+            else:
+                for atom in groups[0]:
+                    trigger_on(atom, 0, i)
+            checks.append(tuple(
+                (frozenset(k for a in group if not a.prefix for k in a.keys()),
+                 tuple(a.key for a in group if a.prefix))
+                for group in groups[1:]))
         for i, (_, forms) in enumerate(self._keywords):
             for form in forms:
                 for seq in form.alternatives:
-                    atom = max(seq, key=lambda a: (not a.prefix, len(a.key)))
-                    for pattern in _patterns(atom):
-                        by_pattern.setdefault(pattern, (set(), set()))[1].add(i)
+                    trigger_on(_trigger(seq), 1, i)
         self._always = tuple(always)
+        self._checks = tuple(checks)
+        self._exact = {key: (tuple(sorted(t)), tuple(sorted(k))) for key, (t, k) in exact.items()}
+        self._exact_keys = frozenset(self._exact)
         self._automaton: Any = None
-        if by_pattern:
+        if prefixes:
             automaton = ahocorasick.Automaton()
-            for pattern, (topic_ids, keyword_ids) in by_pattern.items():
-                automaton.add_word(pattern, (tuple(sorted(topic_ids)), tuple(sorted(keyword_ids))))
+            for key, (topic_ids, keyword_ids) in prefixes.items():
+                automaton.add_word(" " + key, (tuple(sorted(topic_ids)),
+                                               tuple(sorted(keyword_ids))))
             automaton.make_automaton()
             self._automaton = automaton
 
@@ -185,12 +208,28 @@ class Tagger:
 
     def candidates(self, doc: Document) -> tuple[set[int], set[int]]:
         """Indices of topics and keywords that could match `doc` (the prefilter)."""
-        topics, keywords = set(self._always), set()
+        keys = doc.index.keys()
+        triggered: set[int] = set()
+        keywords: set[int] = set()
+        exact = self._exact
+        for key in self._exact_keys.intersection(keys):
+            topic_ids, keyword_ids = exact[key]
+            triggered.update(topic_ids)
+            keywords.update(keyword_ids)
         if self._automaton is not None:
-            line = " " + " ".join(doc.keys()) + " "
+            line = " " + " ".join(keys) + " "
             for _, (topic_ids, keyword_ids) in self._automaton.iter(line):
-                topics.update(topic_ids)
+                triggered.update(topic_ids)
                 keywords.update(keyword_ids)
+        topics = set(self._always)
+        checks = self._checks
+        for i in triggered:
+            for group_keys, group_prefixes in checks[i]:
+                if keys.isdisjoint(group_keys) and \
+                        not any(doc.has_prefix(p) for p in group_prefixes):
+                    break
+            else:
+                topics.add(i)
         return topics, keywords
 
     def tag(self, title: str, summary: str) -> TagResult:
