@@ -88,6 +88,14 @@ class Corpus:
         return TopicSpec(f"t{i}", f"T{i}", query)
 
 
+def _with_morphology(topic: TopicSpec, on: bool) -> TopicSpec:
+    """The topic with morphology on or off; as it is with code from before morphology
+    (issue 13), so this script also times that code: `PYTHONPATH=<old checkout>`."""
+    if "morphology" not in {f.name for f in dataclasses.fields(TopicSpec)}:
+        return topic
+    return dataclasses.replace(topic, morphology=on)
+
+
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -97,7 +105,7 @@ def run(articles: int, topic_counts: Sequence[int], morphology: bool = True) -> 
     docs = [corpus.article() for _ in range(articles)]
     keywords = [KeywordSpec(f"k{i}", (corpus.term(), corpus.term())) for i in range(20)]
     variants = [VariantSpec((corpus.latin[100 + i], corpus.latin[5000 + i])) for i in range(20)]
-    all_topics = [dataclasses.replace(corpus.topic(i), morphology=morphology)
+    all_topics = [_with_morphology(corpus.topic(i), morphology)
                   for i in range(max(topic_counts))]
     lines = [f"{articles:,} synthetic articles (40% Arabic, ~70 tokens each), 20 keywords, "
              f"20 variant sets; one core; morphology {'on' if morphology else 'off'}",

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable, Mapping, Sequence, Union
 
 from transforms.morphology import stem_keys, term_stem_keys
-from transforms.textnorm import Token, lookup_keys, tokenize, wildcard_letters
+from transforms.textnorm import Token, fold_token, lookup_keys, token_surfaces, tokenize, \
+    wildcard_letters
 
 DEFAULT_NEAR = 4
 MAX_NEAR = 1000
@@ -187,6 +188,11 @@ def _lookup_only(folded: str, surface: str) -> tuple[str, ...]:
     return lookup_keys(folded)
 
 
+MEMO_LIMIT = 1 << 18          # surface forms remembered per memo before it starts again
+_MORPH_MEMO: dict[str, tuple[str, ...]] = {}
+_LOOKUP_MEMO: dict[str, tuple[str, ...]] = {}
+
+
 class Document:
     """Title and summary tokenised once; answers where atoms, terms and phrases occur.
 
@@ -194,30 +200,74 @@ class Document:
     only be used with queries that outlive it (always the case inside a Tagger).
     """
 
-    __slots__ = ("title", "summary", "title_tokens", "summary_tokens", "index",
-                 "_prefix_memo", "_span_memo", "_sorted_keys", "_atom_memo")
+    __slots__ = ("title", "summary", "_title_tokens", "_summary_tokens", "index",
+                 "_prefix_memo", "_span_memo", "_sorted_keys", "_atom_memo", "_surfaces")
 
     def __init__(self, title: str, summary: str, morphology: bool = True,
-                 keys: "Callable[[str, str], tuple[str, ...]] | None" = None) -> None:
+                 keys: "Callable[[str, str], tuple[str, ...]] | None" = None,
+                 memo: dict[str, tuple[str, ...]] | None = None) -> None:
         """`keys(folded, surface)` gives every index key of a token (the Tagger's keeps only
         the stems its queries use); by default its lookup keys and, with `morphology`, all
-        its stem keys."""
+        its stem keys. `memo` keeps them by surface form (the Tagger's own; by default one
+        per mode), as the surface determines the folded form."""
         self.title = title
         self.summary = summary
-        self.title_tokens: list[Token] = tokenize(title)
-        self.summary_tokens: list[Token] = tokenize(summary)
-        keys_of = keys or (token_keys if morphology else _lookup_only)
+        self._title_tokens: list[Token] | None = None
+        self._summary_tokens: list[Token] | None = None
+        if keys is None:
+            keys = token_keys if morphology else _lookup_only
+            memo = _MORPH_MEMO if morphology else _LOOKUP_MEMO
+        elif memo is None:
+            memo = {}
         index: dict[str, list[int]] = {}
-        for base, tokens in ((0, self.title_tokens), (SUMMARY_BASE, self.summary_tokens)):
-            for offset, token in enumerate(tokens):
-                position = base + offset
-                for key in keys_of(token.folded, token.surface):
+        # the surface of each token by position, per field, when the fast path read it and
+        # kept every match (None: ask the Tokens)
+        self._surfaces: list[list[str] | None] = [None, None]
+        for base, text in ((0, title), (SUMMARY_BASE, summary)):
+            surfaces = token_surfaces(text)
+            if surfaces is None:               # compatibility characters: the full tokeniser
+                tokens = tokenize(text)
+                if base:
+                    self._summary_tokens = tokens
+                else:
+                    self._title_tokens = tokens
+                for position, token in enumerate(tokens, base):
+                    for key in keys(token.folded, token.surface):
+                        index.setdefault(key, []).append(position)
+                continue
+            position = base
+            get = memo.get
+            for surface in surfaces:
+                found = get(surface)
+                if found is None:
+                    if len(memo) >= MEMO_LIMIT:
+                        memo.clear()
+                    folded = fold_token(surface)
+                    found = memo[surface] = keys(folded, surface) if folded else ()
+                if not found:
+                    continue                    # folds to nothing: not a token
+                for key in found:
                     index.setdefault(key, []).append(position)
+                position += 1
+            if position - base == len(surfaces):
+                self._surfaces[1 if base else 0] = surfaces
         self.index = index
         self._atom_memo: dict[int, Collection[int]] = {}
         self._prefix_memo: dict[str, frozenset[int]] = {}
         self._span_memo: dict[int, tuple[Span, ...]] = {}
         self._sorted_keys: list[str] | None = None
+
+    @property
+    def title_tokens(self) -> list[Token]:
+        if self._title_tokens is None:
+            self._title_tokens = tokenize(self.title)
+        return self._title_tokens
+
+    @property
+    def summary_tokens(self) -> list[Token]:
+        if self._summary_tokens is None:
+            self._summary_tokens = tokenize(self.summary)
+        return self._summary_tokens
 
     def keys(self) -> Iterable[str]:
         """Every lookup key of every token (what the prefilter scans)."""
@@ -289,6 +339,10 @@ class Document:
     def surface(self, span: Span) -> str:
         """The text as written for a span of tokens."""
         start, end = span
+        if start == end:
+            surfaces = self._surfaces[1 if start >= SUMMARY_BASE else 0]
+            if surfaces is not None:
+                return surfaces[start - SUMMARY_BASE if start >= SUMMARY_BASE else start]
         if start >= SUMMARY_BASE:
             text, tokens, start, end = self.summary, self.summary_tokens, \
                 start - SUMMARY_BASE, end - SUMMARY_BASE

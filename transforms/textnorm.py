@@ -145,6 +145,15 @@ def tokenize(text: str) -> list[Token]:
     return _tokens("".join(pieces), origin, text)
 
 
+def token_surfaces(text: str) -> list[str] | None:
+    """What `tokenize` reads as tokens when `text` needs no compatibility expansion (the
+    common case): the surface of each, in order, before dropping those whose `fold_token`
+    is empty (tokenize skips them). None when `text` needs `tokenize` itself."""
+    if unicodedata.is_normalized("NFKC", text) and not any(ch in text for ch in _PHRASE_SIGNS):
+        return TOKEN_RE.findall(text)
+    return None
+
+
 def _tokens(norm: str, origin: list[int] | None, text: str = "") -> list[Token]:
     tokens: list[Token] = []
     for m in TOKEN_RE.finditer(norm):

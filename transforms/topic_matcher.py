@@ -100,6 +100,10 @@ class _Topic:
         return minimal(tuple(dict.fromkeys(groups)))
 
 
+def _lookup_only(folded: str, surface: str) -> tuple[str, ...]:
+    return lookup_keys(folded)
+
+
 def _trigger_cost(group: frozenset[Atom]) -> tuple[int, int]:
     """Which necessary group triggers a topic: one without prefixes (a key lookup), then
     the one with the fewest keys (fewer documents have one of them)."""
@@ -135,7 +139,7 @@ class Tagger:
         # Latin stems only cut endings, so a word can only have a wanted stem if it starts
         # with the first three letters of one (`~e:offens` -> off): the others skip stemming
         self._latin_heads = frozenset(k[3:6] for k in wanted if k[2:3] == ":")
-        self._stem_memo: dict[str, tuple[str, ...]] = {}
+        self._memo: dict[str, tuple[str, ...]] = {}     # surface form -> index keys
         self._morphology = self._morphology and bool(wanted)
 
         # the prefilter. Each topic has necessary groups (one atom of each must occur): the
@@ -190,21 +194,12 @@ class Tagger:
         self.__init__(*state)  # type: ignore[misc]
 
     def _keys(self, folded: str, surface: str) -> tuple[str, ...]:
-        """A token's lookup keys and the stem keys some query looks up (memoised per tagger,
-        bounded)."""
-        memo = self._stem_memo
-        found = memo.get(surface)            # the surface form determines the folded one
-        if found is None:
-            if len(memo) > 1 << 18:
-                memo.clear()
-            wanted = self._wanted
-            if not is_arabic(folded) and folded[:3] not in self._latin_heads:
-                found = lookup_keys(folded)
-            else:
-                found = lookup_keys(folded) + tuple(k for k in stem_keys(folded, surface)
-                                                    if k in wanted)
-            memo[surface] = found
-        return found
+        """A token's lookup keys and the stem keys some query looks up (the Document keeps
+        them per surface form in this tagger's memo)."""
+        if not is_arabic(folded) and folded[:3] not in self._latin_heads:
+            return lookup_keys(folded)
+        wanted = self._wanted
+        return lookup_keys(folded) + tuple(k for k in stem_keys(folded, surface) if k in wanted)
 
     def candidates(self, doc: Document) -> tuple[set[int], set[int]]:
         """Indices of topics and keywords that could match `doc` (the prefilter)."""
@@ -232,9 +227,13 @@ class Tagger:
                 topics.add(i)
         return topics, keywords
 
+    def document(self, title: str, summary: str) -> Document:
+        """The article as this tagger's queries read it."""
+        return Document(title, summary, self._morphology,
+                        self._keys if self._morphology else _lookup_only, self._memo)
+
     def tag(self, title: str, summary: str) -> TagResult:
-        doc = Document(title, summary, self._morphology,
-                       self._keys if self._morphology else None)
+        doc = self.document(title, summary)
         topic_ids, keyword_ids = self.candidates(doc)
         tagged: list[tuple[str, Any]] = []
         for i in topic_ids:
