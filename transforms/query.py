@@ -36,6 +36,7 @@ import functools
 import itertools
 import re
 import bisect
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable, Mapping, Sequence, Union
 
@@ -219,7 +220,7 @@ class Document:
             memo = _MORPH_MEMO if morphology else _LOOKUP_MEMO
         elif memo is None:
             memo = {}
-        index: dict[str, list[int]] = {}
+        index: dict[str, list[int]] = defaultdict(list)
         # the surface of each token by position, per field, when the fast path read it and
         # kept every match (None: ask the Tokens)
         self._surfaces: list[list[str] | None] = [None, None]
@@ -233,7 +234,7 @@ class Document:
                     self._title_tokens = tokens
                 for position, token in enumerate(tokens, base):
                     for key in keys(token.folded, token.surface):
-                        index.setdefault(key, []).append(position)
+                        index[key].append(position)
                 continue
             position = base
             get = memo.get
@@ -247,7 +248,7 @@ class Document:
                 if not found:
                     continue                    # folds to nothing: not a token
                 for key in found:
-                    index.setdefault(key, []).append(position)
+                    index[key].append(position)
                 position += 1
             if position - base == len(surfaces):
                 self._surfaces[1 if base else 0] = surfaces
@@ -299,14 +300,6 @@ class Document:
             self._prefix_memo[atom.key] = found
         return found
 
-    def has_prefix(self, prefix: str) -> bool:
-        """Does some key of the document start with `prefix`?"""
-        if self._sorted_keys is None:
-            self._sorted_keys = sorted(self.index)
-        keys = self._sorted_keys
-        i = bisect.bisect_left(keys, prefix)
-        return i < len(keys) and keys[i].startswith(prefix)
-
     def occurs(self, match: Match) -> bool:
         """Does `match` occur at all (cheaper than `spans` for one-word terms)?"""
         if match.simple:
@@ -323,6 +316,9 @@ class Document:
             return ()
         found: set[Span] = set()
         for seq in match.alternatives:
+            if len(seq) == 1:
+                found.update((p, p) for p in self.positions(seq[0]))
+                continue
             starts = set(self.positions(seq[0]))
             for i, atom in enumerate(seq[1:], start=1):
                 if not starts:

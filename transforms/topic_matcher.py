@@ -21,7 +21,8 @@ import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 from transforms.morphology import stem_keys
 from transforms.textnorm import is_arabic, lookup_keys
 from transforms.query import Atom, Document, Match, Query, any_of, evidence, minimal, \
-    parse_query, positive_matches, stem_keys_of, term_match, trigger as _trigger
+    evaluate as evaluate_node, parse_query, positive_matches, stem_keys_of, term_match, \
+    trigger as _trigger
 from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, variants_table
 
 Evidence = tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
@@ -51,29 +52,35 @@ class _Topic:
         if self.gate is not None:
             if not self.gate.matches(doc):
                 return None
-            found.extend(positive_matches(self.gate.root))
+            found.extend(self.gate_positives)
         if self.weights:
             # positive rules first, heaviest first, giving up once the threshold is out of
             # reach; negative rules only when it was reached (same result, less work)
-            score, left = 0.0, self.positive_total
-            for rule, weight in self.ordered:
+            score, left, threshold = 0.0, self.positive_total, self.threshold
+            for rule, weight, positives in self.ordered:
                 if weight > 0:
-                    if score + left < self.threshold:
+                    if score + left < threshold:
                         return None
                     left -= weight
-                elif score < self.threshold:
+                elif score < threshold:
                     return None
-                if rule.matches(doc):
+                if evaluate_node(rule.root, doc):
                     score += weight
-                    if weight > 0:
-                        found.extend(positive_matches(rule.root))
-            if score < self.threshold:
+                    found.extend(positives)
+            if score < threshold:
                 return None
         return tuple(found)
 
     @functools.cached_property
-    def ordered(self) -> tuple[tuple[Query, float], ...]:
-        return tuple(sorted(self.weights, key=lambda rw: (rw[1] < 0, -abs(rw[1]))))
+    def gate_positives(self) -> tuple[Match, ...]:
+        return tuple(positive_matches(self.gate.root)) if self.gate is not None else ()
+
+    @functools.cached_property
+    def ordered(self) -> tuple[tuple[Query, float, tuple[Match, ...]], ...]:
+        """(rule, weight, the rule's evidence terms when positive), the order evaluate reads."""
+        return tuple((rule, weight, tuple(positive_matches(rule.root)) if weight > 0 else ())
+                     for rule, weight in sorted(self.weights,
+                                                key=lambda rw: (rw[1] < 0, -abs(rw[1]))))
 
     @functools.cached_property
     def positive_total(self) -> float:
@@ -142,48 +149,60 @@ class Tagger:
         self._memo: dict[str, tuple[str, ...]] = {}     # surface form -> index keys
         self._morphology = self._morphology and bool(wanted)
 
-        # the prefilter. Each topic has necessary groups (one atom of each must occur): the
-        # smallest group, preferring exact words, is its trigger, looked up by key (exact
-        # words) or found by an automaton over the document's keys (prefixes); a triggered
-        # topic is a candidate when each of its other groups has a key or prefix in the
-        # document. Keywords are triggered the same way by the key word of each form.
-        exact: dict[str, tuple[set[int], set[int]]] = {}
-        prefixes: dict[str, tuple[set[int], set[int]]] = {}
+        # the prefilter. Each topic's necessary groups (one atom of each must occur) get ids:
+        # topic i's trigger (its cheapest group) is group i, its other groups are numbered
+        # from len(topics) on. A key of an exact atom names the groups the atom is in; an
+        # automaton over the document's keys finds prefixes. A topic is a candidate when all
+        # its groups are hit. A keyword is counted when the key word of one of its forms is.
+        count = len(self._topics)
+        group_keys: dict[str, set[int]] = {}
+        group_prefixes: dict[str, set[int]] = {}
+        keyword_keys: dict[str, set[int]] = {}
+        keyword_prefixes: dict[str, set[int]] = {}
 
-        def trigger_on(atom: Atom, kind: int, i: int) -> None:
+        def add(atom: Atom, i: int, keys: dict[str, set[int]],
+                prefixes: dict[str, set[int]]) -> None:
             if atom.prefix:
-                prefixes.setdefault(atom.key, (set(), set()))[kind].add(i)
+                prefixes.setdefault(atom.key, set()).add(i)
             else:
                 for key in atom.keys():
-                    exact.setdefault(key, (set(), set()))[kind].add(i)
+                    keys.setdefault(key, set()).add(i)
 
         always: list[int] = []
-        checks: list[tuple[tuple[frozenset[str], tuple[str, ...]], ...]] = []
+        several: dict[int, frozenset[int]] = {}
+        next_id = count
         for i, topic in enumerate(self._topics):
             groups = sorted(topic.necessary(), key=_trigger_cost)
             if not groups:
                 always.append(i)
-            else:
-                for atom in groups[0]:
-                    trigger_on(atom, 0, i)
-            checks.append(tuple(
-                (frozenset(k for a in group if not a.prefix for k in a.keys()),
-                 tuple(a.key for a in group if a.prefix))
-                for group in groups[1:]))
+                continue
+            ids = [i]
+            for k, group in enumerate(groups):
+                if k:
+                    ids.append(next_id)
+                    next_id += 1
+                for atom in group:
+                    add(atom, ids[-1], group_keys, group_prefixes)
+            if len(ids) > 1:
+                several[i] = frozenset(ids)
         for i, (_, forms) in enumerate(self._keywords):
             for form in forms:
                 for seq in form.alternatives:
-                    trigger_on(_trigger(seq), 1, i)
+                    add(_trigger(seq), i, keyword_keys, keyword_prefixes)
         self._always = tuple(always)
-        self._checks = tuple(checks)
-        self._exact = {key: (tuple(sorted(t)), tuple(sorted(k))) for key, (t, k) in exact.items()}
-        self._exact_keys = frozenset(self._exact)
+        self._several = several                       # topic -> all its group ids
+        self._several_ids = frozenset(several)
+        self._trigger_ids = frozenset(range(count))
+        self._group_keys = {key: tuple(sorted(ids)) for key, ids in group_keys.items()}
+        self._group_key_set = frozenset(group_keys)
+        self._keyword_keys = {key: tuple(sorted(ids)) for key, ids in keyword_keys.items()}
+        self._keyword_key_set = frozenset(keyword_keys)
         self._automaton: Any = None
-        if prefixes:
+        if group_prefixes or keyword_prefixes:
             automaton = ahocorasick.Automaton()
-            for key, (topic_ids, keyword_ids) in prefixes.items():
-                automaton.add_word(" " + key, (tuple(sorted(topic_ids)),
-                                               tuple(sorted(keyword_ids))))
+            for key in set(group_prefixes) | set(keyword_prefixes):
+                automaton.add_word(" " + key, (tuple(sorted(group_prefixes.get(key, ()))),
+                                               tuple(sorted(keyword_prefixes.get(key, ())))))
             automaton.make_automaton()
             self._automaton = automaton
 
@@ -204,27 +223,20 @@ class Tagger:
     def candidates(self, doc: Document) -> tuple[set[int], set[int]]:
         """Indices of topics and keywords that could match `doc` (the prefilter)."""
         keys = doc.index.keys()
-        triggered: set[int] = set()
-        keywords: set[int] = set()
-        exact = self._exact
-        for key in self._exact_keys.intersection(keys):
-            topic_ids, keyword_ids = exact[key]
-            triggered.update(topic_ids)
-            keywords.update(keyword_ids)
+        hit: set[int] = set().union(*map(self._group_keys.__getitem__,
+                                         self._group_key_set.intersection(keys)))
+        keywords: set[int] = set().union(*map(self._keyword_keys.__getitem__,
+                                              self._keyword_key_set.intersection(keys)))
         if self._automaton is not None:
             line = " " + " ".join(keys) + " "
-            for _, (topic_ids, keyword_ids) in self._automaton.iter(line):
-                triggered.update(topic_ids)
+            for _, (group_ids, keyword_ids) in self._automaton.iter(line):
+                hit.update(group_ids)
                 keywords.update(keyword_ids)
-        topics = set(self._always)
-        checks = self._checks
-        for i in triggered:
-            for group_keys, group_prefixes in checks[i]:
-                if keys.isdisjoint(group_keys) and \
-                        not any(doc.has_prefix(p) for p in group_prefixes):
-                    break
-            else:
-                topics.add(i)
+        triggered = hit.intersection(self._trigger_ids)
+        topics = triggered.difference(self._several_ids)
+        several = self._several
+        topics.update(i for i in triggered.intersection(self._several_ids) if several[i] <= hit)
+        topics.update(self._always)
         return topics, keywords
 
     def document(self, title: str, summary: str) -> Document:
