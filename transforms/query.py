@@ -116,8 +116,12 @@ class Match:
     simple: tuple[str, ...] = field(init=False, repr=False)
     # the keys of every alternative's rarest-looking exact word: none in a document = no match
     needed: frozenset[str] | None = field(init=False, repr=False)
+    # the words when every alternative is one word (spans are then their positions)
+    words: tuple[Atom, ...] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "words", tuple(s[0] for s in self.alternatives)
+                           if all(len(s) == 1 for s in self.alternatives) else None)
         needed: set[str] = set()
         for seq in self.alternatives:
             exact = [a for a in seq if not a.prefix]
@@ -314,11 +318,21 @@ class Document:
         if match.needed is not None and self.index.keys().isdisjoint(match.needed):
             self._span_memo[id(match)] = ()
             return ()
+        words = match.words
+        if words is not None:               # one-word alternatives: their positions
+            if len(words) == 1:
+                positions = self.positions(words[0])
+                # an index list is already sorted (tokens are indexed in order)
+                at = positions if isinstance(positions, list) else sorted(positions)
+            else:
+                at = sorted({p for atom in words for p in self.positions(atom)})
+            if match.title_only:
+                at = [p for p in at if p < SUMMARY_BASE]
+            spans = tuple(zip(at, at))
+            self._span_memo[id(match)] = spans
+            return spans
         found: set[Span] = set()
         for seq in match.alternatives:
-            if len(seq) == 1:
-                found.update((p, p) for p in self.positions(seq[0]))
-                continue
             starts = set(self.positions(seq[0]))
             for i, atom in enumerate(seq[1:], start=1):
                 if not starts:
@@ -385,6 +399,41 @@ def evaluate(node: Node, doc: Document) -> bool:
     if isinstance(node, Not):
         return not evaluate(node.child, doc)
     return _near(doc, node)
+
+
+def compile_node(node: Node) -> Callable[[Document], bool]:
+    """`evaluate(node, doc)` as a function of the document (same answers, less dispatch;
+    closures, so a holder of them rebuilds them rather than pickling them)."""
+    if isinstance(node, Match):
+        if node.simple:
+            simple = node.simple
+            return lambda doc: not doc.index.keys().isdisjoint(simple)
+        return lambda doc: bool(doc.spans(node))
+    if isinstance(node, And):
+        tests = tuple(compile_node(c) for c in node.children)
+        if len(tests) == 2:
+            first, second = tests
+            return lambda doc: first(doc) and second(doc)
+        return lambda doc: all(test(doc) for test in tests)
+    if isinstance(node, Or):
+        one_word, rest_needed = node.simple, node.rest_needed
+        rest = tuple(compile_node(c) for c in node.rest)
+
+        def any_child(doc: Document) -> bool:
+            keys = doc.index.keys()
+            if one_word and not keys.isdisjoint(one_word):
+                return True
+            if rest_needed is not None and keys.isdisjoint(rest_needed):
+                return False
+            for test in rest:
+                if test(doc):
+                    return True
+            return False
+        return any_child
+    if isinstance(node, Not):
+        child = compile_node(node.child)
+        return lambda doc: not child(doc)
+    return lambda doc: _near(doc, node)
 
 
 def positive_matches(node: Node) -> list[Match]:

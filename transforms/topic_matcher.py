@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Sequence
-
-import ahocorasick  # type: ignore[import-not-found,unused-ignore]
+from typing import Any, Callable, Sequence
 
 from transforms.morphology import stem_keys
 from transforms.textnorm import is_arabic, lookup_keys
 from transforms.query import Atom, Document, Match, Query, any_of, evidence, minimal, \
-    evaluate as evaluate_node, parse_query, positive_matches, stem_keys_of, term_match, \
+    compile_node, parse_query, positive_matches, stem_keys_of, term_match, \
     trigger as _trigger
 from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, variants_table
 
+PREFIX_MARK = "*"      # a prefix's key in a token's keys (no token has a '*')
 Evidence = tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
 
 
@@ -49,22 +48,23 @@ class _Topic:
     def evaluate(self, doc: Document) -> tuple[Match, ...] | None:
         """The positive terms to report as evidence when the topic matches, else None."""
         found: list[Match] = []
-        if self.gate is not None:
-            if not self.gate.matches(doc):
+        gate = self.gate_test
+        if gate is not None:
+            if not gate(doc):
                 return None
             found.extend(self.gate_positives)
         if self.weights:
             # positive rules first, heaviest first, giving up once the threshold is out of
             # reach; negative rules only when it was reached (same result, less work)
             score, left, threshold = 0.0, self.positive_total, self.threshold
-            for rule, weight, positives in self.ordered:
+            for test, weight, positives in self.ordered:
                 if weight > 0:
                     if score + left < threshold:
                         return None
                     left -= weight
                 elif score < threshold:
                     return None
-                if evaluate_node(rule.root, doc):
+                if test(doc):
                     score += weight
                     found.extend(positives)
             if score < threshold:
@@ -72,13 +72,19 @@ class _Topic:
         return tuple(found)
 
     @functools.cached_property
+    def gate_test(self) -> Callable[[Document], bool] | None:
+        return compile_node(self.gate.root) if self.gate is not None else None
+
+    @functools.cached_property
     def gate_positives(self) -> tuple[Match, ...]:
         return tuple(positive_matches(self.gate.root)) if self.gate is not None else ()
 
     @functools.cached_property
-    def ordered(self) -> tuple[tuple[Query, float, tuple[Match, ...]], ...]:
-        """(rule, weight, the rule's evidence terms when positive), the order evaluate reads."""
-        return tuple((rule, weight, tuple(positive_matches(rule.root)) if weight > 0 else ())
+    def ordered(self) -> tuple[tuple[Callable[[Document], bool], float, tuple[Match, ...]], ...]:
+        """(rule's test, weight, the rule's evidence terms when positive), in the order
+        evaluate reads them."""
+        return tuple((compile_node(rule.root), weight,
+                      tuple(positive_matches(rule.root)) if weight > 0 else ())
                      for rule, weight in sorted(self.weights,
                                                 key=lambda rw: (rw[1] < 0, -abs(rw[1]))))
 
@@ -105,10 +111,6 @@ class _Topic:
                 groups.extend(any_of([rule.necessary() for rule, w in positive
                                       if total - w >= reach]))
         return minimal(tuple(dict.fromkeys(groups)))
-
-
-def _lookup_only(folded: str, surface: str) -> tuple[str, ...]:
-    return lookup_keys(folded)
 
 
 def _trigger_cost(group: frozenset[Atom]) -> tuple[int, int]:
@@ -151,19 +153,19 @@ class Tagger:
 
         # the prefilter. Each topic's necessary groups (one atom of each must occur) get ids:
         # topic i's trigger (its cheapest group) is group i, its other groups are numbered
-        # from len(topics) on. A key of an exact atom names the groups the atom is in; an
-        # automaton over the document's keys finds prefixes. A topic is a candidate when all
-        # its groups are hit. A keyword is counted when the key word of one of its forms is.
+        # from len(topics) on. A key of an atom names the groups the atom is in (a prefix
+        # atom's key is its mark, which the tagger adds to a token's keys when one of its
+        # lookup keys starts with the prefix). A topic is a candidate when all its groups
+        # are hit. A keyword is counted when the key word of one of its forms is there.
         count = len(self._topics)
         group_keys: dict[str, set[int]] = {}
-        group_prefixes: dict[str, set[int]] = {}
         keyword_keys: dict[str, set[int]] = {}
-        keyword_prefixes: dict[str, set[int]] = {}
+        prefixes: set[str] = set()
 
-        def add(atom: Atom, i: int, keys: dict[str, set[int]],
-                prefixes: dict[str, set[int]]) -> None:
+        def add(atom: Atom, i: int, keys: dict[str, set[int]]) -> None:
             if atom.prefix:
-                prefixes.setdefault(atom.key, set()).add(i)
+                prefixes.add(atom.key)
+                keys.setdefault(PREFIX_MARK + atom.key, set()).add(i)
             else:
                 for key in atom.keys():
                     keys.setdefault(key, set()).add(i)
@@ -182,29 +184,26 @@ class Tagger:
                     ids.append(next_id)
                     next_id += 1
                 for atom in group:
-                    add(atom, ids[-1], group_keys, group_prefixes)
+                    add(atom, ids[-1], group_keys)
             if len(ids) > 1:
                 several[i] = frozenset(ids)
         for i, (_, forms) in enumerate(self._keywords):
             for form in forms:
                 for seq in form.alternatives:
-                    add(_trigger(seq), i, keyword_keys, keyword_prefixes)
+                    add(_trigger(seq), i, keyword_keys)
         self._always = tuple(always)
         self._several = several                       # topic -> all its group ids
         self._several_ids = frozenset(several)
         self._trigger_ids = frozenset(range(count))
-        self._group_keys = {key: tuple(sorted(ids)) for key, ids in group_keys.items()}
-        self._group_key_set = frozenset(group_keys)
-        self._keyword_keys = {key: tuple(sorted(ids)) for key, ids in keyword_keys.items()}
-        self._keyword_key_set = frozenset(keyword_keys)
-        self._automaton: Any = None
-        if group_prefixes or keyword_prefixes:
-            automaton = ahocorasick.Automaton()
-            for key in set(group_prefixes) | set(keyword_prefixes):
-                automaton.add_word(" " + key, (tuple(sorted(group_prefixes.get(key, ()))),
-                                               tuple(sorted(keyword_prefixes.get(key, ())))))
-            automaton.make_automaton()
-            self._automaton = automaton
+        every = set(group_keys) | set(keyword_keys)
+        self._group_keys = {key: tuple(sorted(group_keys.get(key, ()))) for key in every}
+        self._keyword_keys = {key: tuple(sorted(keyword_keys.get(key, ()))) for key in every}
+        self._prefilter_keys = frozenset(every)
+        # the prefixes by length, so a token's keys are tested with one lookup per length
+        lengths: dict[int, set[str]] = {}
+        for prefix in prefixes:
+            lengths.setdefault(len(prefix), set()).add(prefix)
+        self._prefixes = tuple(sorted((n, frozenset(p)) for n, p in lengths.items()))
 
     def __getstate__(self) -> tuple[Any, ...]:
         return self._specs
@@ -213,25 +212,25 @@ class Tagger:
         self.__init__(*state)  # type: ignore[misc]
 
     def _keys(self, folded: str, surface: str) -> tuple[str, ...]:
-        """A token's lookup keys and the stem keys some query looks up (the Document keeps
-        them per surface form in this tagger's memo)."""
-        if not is_arabic(folded) and folded[:3] not in self._latin_heads:
-            return lookup_keys(folded)
-        wanted = self._wanted
-        return lookup_keys(folded) + tuple(k for k in stem_keys(folded, surface) if k in wanted)
+        """A token's index keys: its lookup keys, the stem keys some query looks up, and
+        the mark of each query prefix one of its lookup keys starts with (the Document
+        keeps them per surface form in this tagger's memo)."""
+        keys = lookup_keys(folded)
+        found = keys
+        if self._morphology and (is_arabic(folded) or folded[:3] in self._latin_heads):
+            wanted = self._wanted
+            found += tuple(k for k in stem_keys(folded, surface) if k in wanted)
+        if self._prefixes:
+            found += tuple(dict.fromkeys(PREFIX_MARK + key[:n] for key in keys
+                                         for n, prefixes in self._prefixes
+                                         if key[:n] in prefixes))
+        return found
 
     def candidates(self, doc: Document) -> tuple[set[int], set[int]]:
         """Indices of topics and keywords that could match `doc` (the prefilter)."""
-        keys = doc.index.keys()
-        hit: set[int] = set().union(*map(self._group_keys.__getitem__,
-                                         self._group_key_set.intersection(keys)))
-        keywords: set[int] = set().union(*map(self._keyword_keys.__getitem__,
-                                              self._keyword_key_set.intersection(keys)))
-        if self._automaton is not None:
-            line = " " + " ".join(keys) + " "
-            for _, (group_ids, keyword_ids) in self._automaton.iter(line):
-                hit.update(group_ids)
-                keywords.update(keyword_ids)
+        hits = self._prefilter_keys.intersection(doc.index.keys())
+        hit: set[int] = set().union(*map(self._group_keys.__getitem__, hits))
+        keywords: set[int] = set().union(*map(self._keyword_keys.__getitem__, hits))
         triggered = hit.intersection(self._trigger_ids)
         topics = triggered.difference(self._several_ids)
         several = self._several
@@ -241,8 +240,7 @@ class Tagger:
 
     def document(self, title: str, summary: str) -> Document:
         """The article as this tagger's queries read it."""
-        return Document(title, summary, self._morphology,
-                        self._keys if self._morphology else _lookup_only, self._memo)
+        return Document(title, summary, self._morphology, self._keys, self._memo)
 
     def tag(self, title: str, summary: str) -> TagResult:
         doc = self.document(title, summary)
