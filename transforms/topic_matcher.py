@@ -13,6 +13,7 @@ A Tagger pickles as its specs and rebuilds itself on unpickling; build it in `Do
 from __future__ import annotations
 
 import functools
+from itertools import compress
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -123,8 +124,11 @@ class Tagger:
     """Compiled topics and keywords; `tag(title, summary)` gives a TagResult."""
 
     def __init__(self, topics: Sequence[TopicSpec], keywords: Sequence[KeywordSpec] = (),
-                 variants: Sequence[VariantSpec] | None = ()) -> None:
-        self._specs = (tuple(topics), tuple(keywords), tuple(variants or ()))
+                 variants: Sequence[VariantSpec] | None = (), prefilter: bool = True) -> None:
+        """`prefilter=False` evaluates every topic and keyword on every article (the same
+        results, slower: for checking the prefilter)."""
+        self._specs = (tuple(topics), tuple(keywords), tuple(variants or ()), prefilter)
+        self._prefilter = prefilter
         table = variants_table(variants)
         self._topics = tuple(
             _Topic(t.id,
@@ -227,14 +231,18 @@ class Tagger:
         return found
 
     def candidates(self, doc: Document) -> tuple[set[int], set[int]]:
-        """Indices of topics and keywords that could match `doc` (the prefilter)."""
+        """Indices of topics and keywords that could match `doc` (the prefilter; set
+        operations and maps only, so its cost is in C, not in Python loops)."""
+        if not self._prefilter:
+            return set(range(len(self._topics))), set(range(len(self._keywords)))
         hits = self._prefilter_keys.intersection(doc.index.keys())
         hit: set[int] = set().union(*map(self._group_keys.__getitem__, hits))
         keywords: set[int] = set().union(*map(self._keyword_keys.__getitem__, hits))
         triggered = hit.intersection(self._trigger_ids)
         topics = triggered.difference(self._several_ids)
-        several = self._several
-        topics.update(i for i in triggered.intersection(self._several_ids) if several[i] <= hit)
+        several = list(triggered.intersection(self._several_ids))
+        topics.update(compress(several, map(hit.issuperset,
+                                            map(self._several.__getitem__, several))))
         topics.update(self._always)
         return topics, keywords
 
