@@ -1,12 +1,16 @@
 """Tag articles with topics and count keyword mentions, for any number of topics.
 
 `Tagger` compiles every topic query, weighted rule and keyword form once. Per article it
-tokenises title and summary once (`query.Document`), then runs one Aho-Corasick automaton
-(pyahocorasick) over the article's lookup keys to find which topics and keywords could match
-at all: each compiled query names a set of atoms of which at least one must occur
-(`query.required_atoms`). Only those candidates are evaluated, so the cost grows with the text,
-not with the number of topics. Topics that can match without any atom (a bare `NOT x`) are
-evaluated for every article.
+reads title and summary once (`query.Document`: one regex pass per field, each token's index
+keys from a per-tagger memo keyed by the token as written), then prefilters with set
+operations: every topic has necessary groups of atoms (`_Topic.necessary`: one atom of each
+group must occur for the topic to match, from its ANDs, phrases, NEAR sides and the weighted
+rules its threshold cannot do without), and a topic is evaluated only when each of its groups
+has a key in the document. A wildcard prefix is found through a mark (`*offens`) the tagger
+adds to the memoised keys of every token that starts with it. The cost grows with the text
+and with the topics that nearly match, not with the number of topics. Topics that can match
+without any word (a bare `NOT x`) are evaluated for every article. `prefilter=False`
+evaluates everything (the same results; tests compare the two).
 
 A Tagger pickles as its specs and rebuilds itself on unpickling; build it in `DoFn.setup`.
 """
