@@ -16,7 +16,6 @@ setup(
         "google-cloud-pubsub>=2.20,<3",
         "pyyaml>=6.0,<7",
         "py3langid>=0.4,<0.5",
-        "pyahocorasick>=2.1,<3",
         "PyStemmer>=3.1,<4",
         "w3lib>=2.1,<3",
         "defusedxml>=0.7,<0.8",

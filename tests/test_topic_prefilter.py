@@ -152,3 +152,10 @@ def test_pack_over_the_dev_set_is_the_same_with_and_without_prefilter(morphology
         assert result == every.tag(title, summary), title
         tagged += len(result.topics)
     assert tagged > 300
+
+
+def test_every_word_of_a_ligature_is_found_by_a_morphology_tagger() -> None:
+    # ﷺ stands for four words sharing one surface form; each keeps its own keys
+    tagger = Tagger([TopicSpec("a", "A", "عليه"), TopicSpec("b", "B", "وسلم AND محمد")])
+    assert tagger.tag("", "محمد ﷺ").topics == ("a", "b")
+    assert tagger.tag("", "محمد ﷺ").topics == ("a", "b")      # and again, from the memo
