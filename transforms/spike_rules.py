@@ -336,6 +336,20 @@ def evaluate(rules: Sequence[AlertRule], topic: str, series: Iterable[WindowCoun
     return evaluate_new(rules, topic, series, None, window_size, origin=origin, clock=clock)
 
 
+def _merge_series(series: Iterable[WindowCount | tuple[str, str, int, Iterable[str]]]) -> dict[int, WindowCount]:
+    """Window start -> its count: entries of one window (e.g. one per language) are summed."""
+    merged: dict[int, WindowCount] = {}
+    for w in series:
+        start = _key(w[0])
+        ids = tuple(w[3]) if len(w) > 3 else ()
+        if start in merged:
+            m = merged[start]
+            merged[start] = m._replace(n_articles=m.n_articles + int(w[2]), article_ids=m.article_ids + ids)
+        else:
+            merged[start] = WindowCount(w[0], w[1], int(w[2]), ids)
+    return merged
+
+
 def evaluate_new(rules: Sequence[AlertRule], topic: str,
                  series: Iterable[WindowCount | tuple[str, str, int, Iterable[str]]],
                  new_windows: Collection[str] | None, window_size: float, *,
@@ -346,15 +360,7 @@ def evaluate_new(rules: Sequence[AlertRule], topic: str,
     The whole series is replayed so the cool-down also holds against alerts the rules raised in
     earlier windows; `earlier_alerts` (e.g. read back from the alerts sink) count as well.
     """
-    merged: dict[int, WindowCount] = {}
-    for w in series:                  # entries of one window (e.g. one per language) are summed
-        start = _key(w[0])
-        ids = tuple(w[3]) if len(w) > 3 else ()
-        if start in merged:
-            m = merged[start]
-            merged[start] = m._replace(n_articles=m.n_articles + int(w[2]), article_ids=m.article_ids + ids)
-        else:
-            merged[start] = WindowCount(w[0], w[1], int(w[2]), ids)
+    merged = _merge_series(series)
     if not merged:
         return []
     windows = [merged[s] for s in sorted(merged)]
@@ -405,15 +411,7 @@ def judge_windows(rules: Sequence[AlertRule], topic: str,
     the current numbers when its rule still fires there; the caller tells a new alert (no stored
     one with its key) from an update. A window judged on its final count gives what
     `evaluate_new` gives for the whole series at once."""
-    merged: dict[int, WindowCount] = {}
-    for w in series:
-        start = _key(w[0])
-        ids = tuple(w[3]) if len(w) > 3 else ()
-        if start in merged:
-            m = merged[start]
-            merged[start] = m._replace(n_articles=m.n_articles + int(w[2]), article_ids=m.article_ids + ids)
-        else:
-            merged[start] = WindowCount(w[0], w[1], int(w[2]), ids)
+    merged = _merge_series(series)
     if not merged:
         return []
     windows = [merged[s] for s in sorted(merged)]

@@ -154,18 +154,22 @@ class StreamStore(ArticleStore):
             self.db.executemany("INSERT OR IGNORE INTO dirty_windows VALUES (?, ?)", sorted(dirty))
             for dead in dead_letters:
                 dead_n += 1
-                row = dead.to_json()
-                cursor = self.db.execute(
-                    "INSERT OR IGNORE INTO dead_letters (stage, error, source, raw, at) VALUES (?, ?, ?, ?, ?)",
-                    (row["stage"], row["error"], row["source"], row["raw"], row["at"]))
-                if cursor.rowcount:
-                    self.db.execute("INSERT INTO stream_outbox (what, record) VALUES ('dead_letters', ?)",
-                                    (json.dumps(row, ensure_ascii=False),))
+                self._add_dead_letter(dead)
             late_n = sum(1 for _ in late)
             new_by = {"by_language": dict(by_language), "by_topic": dict(by_topic)}
             self.db.execute("INSERT INTO stream_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (batch, stamp, messages, new, dup, dead_n, late_n, json.dumps(new_by)))
         return BatchOutcome(articles=new, duplicates=dup, dead_letters=dead_n, late=late_n, **new_by)
+
+    def _add_dead_letter(self, dead: DeadLetter) -> None:
+        """Into the dead_letters table (once per natural key) and, when new, the sinks' outbox."""
+        row = dead.to_json()
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO dead_letters (stage, error, source, raw, at) VALUES (?, ?, ?, ?, ?)",
+            (row["stage"], row["error"], row["source"], row["raw"], row["at"]))
+        if cursor.rowcount:
+            self.db.execute("INSERT INTO stream_outbox (what, record) VALUES ('dead_letters', ?)",
+                            (json.dumps(row, ensure_ascii=False),))
 
     def _new_story(self, kind: str, key: tuple[str, str, str, str], story: str) -> int:
         """1 when `story` is new among the articles counted under this key (distinct stories)."""
@@ -296,13 +300,7 @@ class StreamStore(ArticleStore):
         with self.db:
             self.db.executemany("DELETE FROM stream_outbox WHERE seq = ?", [(s,) for s in seqs])
             for dead in dead_letters:
-                row = dead.to_json()
-                cursor = self.db.execute(
-                    "INSERT OR IGNORE INTO dead_letters (stage, error, source, raw, at) VALUES (?, ?, ?, ?, ?)",
-                    (row["stage"], row["error"], row["source"], row["raw"], row["at"]))
-                if cursor.rowcount:
-                    self.db.execute("INSERT INTO stream_outbox (what, record) VALUES ('dead_letters', ?)",
-                                    (json.dumps(row, ensure_ascii=False),))
+                self._add_dead_letter(dead)
 
     # ------------------------------------------------------------ checks
 
