@@ -350,6 +350,24 @@ def _merge_series(series: Iterable[WindowCount | tuple[str, str, int, Iterable[s
     return merged
 
 
+def _prepare(series: Iterable[WindowCount | tuple[str, str, int, Iterable[str]]], topic: str,
+             origin: str | None, alerts: Iterable[Alert | Mapping[str, Any]],
+             ) -> tuple[list[WindowCount], dict[int, int], int, dict[str, list[int]]] | None:
+    """A topic's series in window order, its counts by window start, the first window, and the
+    window starts of its alerts by rule; None for an empty series."""
+    merged = _merge_series(series)
+    if not merged:
+        return None
+    counts = {s: w.n_articles for s, w in merged.items()}
+    by_rule: dict[str, list[int]] = {}
+    for a in alerts:
+        rec = a.to_json() if isinstance(a, Alert) else a
+        if rec["topic"] == topic:
+            by_rule.setdefault(str(rec["rule"]), []).append(_key(str(rec["window_start"])))
+    return ([merged[s] for s in sorted(merged)], counts,
+            _key(origin) if origin is not None else min(counts), by_rule)
+
+
 def evaluate_new(rules: Sequence[AlertRule], topic: str,
                  series: Iterable[WindowCount | tuple[str, str, int, Iterable[str]]],
                  new_windows: Collection[str] | None, window_size: float, *,
@@ -360,18 +378,11 @@ def evaluate_new(rules: Sequence[AlertRule], topic: str,
     The whole series is replayed so the cool-down also holds against alerts the rules raised in
     earlier windows; `earlier_alerts` (e.g. read back from the alerts sink) count as well.
     """
-    merged = _merge_series(series)
-    if not merged:
+    prepared = _prepare(series, topic, origin, earlier_alerts)
+    if prepared is None:
         return []
-    windows = [merged[s] for s in sorted(merged)]
-    counts = {s: w.n_articles for s, w in merged.items()}
-    first = _key(origin) if origin is not None else min(counts)
+    windows, counts, first, earlier = prepared
     new_keys = None if new_windows is None else {_key(s) for s in new_windows}
-    earlier: dict[str, list[int]] = {}
-    for a in earlier_alerts:
-        rec = a.to_json() if isinstance(a, Alert) else a
-        if rec["topic"] == topic:
-            earlier.setdefault(str(rec["rule"]), []).append(_key(str(rec["window_start"])))
     out: list[Alert] = []
     for rule in rules:
         if not rule.applies_to(topic):
@@ -411,18 +422,11 @@ def judge_windows(rules: Sequence[AlertRule], topic: str,
     the current numbers when its rule still fires there; the caller tells a new alert (no stored
     one with its key) from an update. A window judged on its final count gives what
     `evaluate_new` gives for the whole series at once."""
-    merged = _merge_series(series)
-    if not merged:
+    prepared = _prepare(series, topic, origin, stored_alerts)
+    if prepared is None:
         return []
-    windows = [merged[s] for s in sorted(merged)]
-    counts = {s: w.n_articles for s, w in merged.items()}
-    first = _key(origin) if origin is not None else min(counts)
+    windows, counts, first, raised = prepared
     judged_keys = {_key(s) for s in judged}
-    raised: dict[str, list[int]] = {}
-    for a in stored_alerts:
-        rec = a.to_json() if isinstance(a, Alert) else a
-        if rec["topic"] == topic:
-            raised.setdefault(str(rec["rule"]), []).append(_key(str(rec["window_start"])))
     out: list[Alert] = []
     for rule in rules:
         if not rule.applies_to(topic):
