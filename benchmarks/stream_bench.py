@@ -213,26 +213,25 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def vm_hwm_mb(pid: int) -> float:
-    """Peak resident memory of the job: the sum of each process's peak (VmHWM), an upper bound."""
+def _tree_mb(pid: int, field: str) -> float:
+    """A /proc status field summed over the job's processes (driver + workers)."""
     total = 0.0
     for p in _tree(pid):
         try:
-            total += _status_mb(p, "VmHWM")
+            total += _status_mb(p, field)
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident memory of the job: the sum of each process's peak (VmHWM), an upper bound."""
+    return _tree_mb(pid, "VmHWM")
 
 
 def rss_mb(pid: int) -> float:
     """Resident memory of the job now (driver + workers)."""
-    total = 0.0
-    for p in _tree(pid):
-        try:
-            total += _status_mb(p, "VmRSS")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
+    return _tree_mb(pid, "VmRSS")
 
 
 def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen: list[str]) -> None:

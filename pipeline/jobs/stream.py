@@ -492,12 +492,6 @@ class _Retention:
         return pruned
 
 
-def _export(outputs: StreamOutputs, final: bool = False) -> int:
-    """Store -> sinks: dirty windows' true totals, new articles, new dead letters, their story
-    records; then mark them; spike alerts judged every few seconds (pipeline/io/stream_outputs.py)."""
-    return outputs.export(final=final)
-
-
 def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                             max_seconds: float | None = None) -> Summary:
     """Pull -> micro-batch through the stages -> commit to the store -> ack -> export, until
@@ -526,7 +520,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
             batches = _Batches(config, beam_args, store, processes=STAGE_PROCESSES)
             try:
                 outputs = StreamOutputs(config, store, exporter)
-                exported = _export(outputs)   # what a killed job committed but never exported
+                exported = outputs.export()   # what a killed job committed but never exported
                 if exported:
                     _say(f"exported {exported} windows left dirty by an earlier run")
                 _say(f"reading {subscription} on {where}, exactly-once into {config.state.path}: each "
@@ -557,7 +551,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     leases.release(ack_ids)
                     crash_point("after_ack", done.number)
                     t2 = time.monotonic()
-                    _export(outputs)
+                    outputs.export()
                     crash_point("after_export", done.number)
                     retention.tick()
                     # the job's rate: batches complete one after another (the next one's stages
@@ -603,7 +597,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                         puller.lease(ids, 0)
                     except Exception as exc:  # they come back after the ack deadline anyway
                         log.warning("could not give back %d messages: %s", len(ids), exc)
-                _export(outputs, final=True)
+                outputs.export(final=True)
                 if outputs.alerts_raised:
                     _say(f"{outputs.alerts_raised} alerts raised")
                 _say(f"stopped ({signals.reason}) in {time.monotonic() - stop_at:.1f}s after {number} micro-batches "
