@@ -282,7 +282,7 @@ def test_a_recurring_headline_template_does_not_make_matching_quadratic() -> Non
         matcher.assign(f"t{i}", float(i), SIGNER.sign(features(template.format(n=n), lede.format(n=n))), (n,))
     probe = SIGNER.sign(features(template.format(n="2009"), lede.format(n="2009")))
     assert probe is not None
-    candidates = matcher.bands.query(probe)
+    candidates = matcher.bands.query(matcher.bands.keys(probe))
     assert len(candidates) <= matcher.bands.bands * matcher.bands.keep < 2000
     assert len(matcher.sizes) == 2000                              # none merged: numbers differ
     rewrite = SIGNER.sign(features("Shelling kills 2009 civilians in Eastern Ghouta - monitor",

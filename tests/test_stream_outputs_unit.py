@@ -202,3 +202,24 @@ sinks:
     finally:
         exporter.close()
         store.close()
+
+
+def test_the_export_reads_the_articles_it_committed_as_a_restarted_job_reads_them(world: Any,
+                                                                                  tmp_path: Path) -> None:
+    """The committing store hands the export the articles it just committed (no decoding of
+    their state); a fresh store over the same file (a restart) decodes them: the same records."""
+    config, store, _, _, _ = world
+    arts = [article(n, n % 3, title=f"Raqqa: the battle goes on, report {n}") for n in range(12)]
+    arts[3] = arts[3].replace(evidence=(("raqqa", (("Raqqa", ("Raqqa", "RAQQA")),)),), keywords=("raqqa",),
+                              keyword_mentions=(("raqqa", 2),))
+    commit(store, config, "b1", arts)
+    commit(store, config, "b2", arts[:4] + [article(20, 1)])          # four duplicates, one new
+    restarted = StreamStore(tmp_path / "state.db", config.windows.size, config.windows.period)
+    try:
+        held, decoded = store.pending_export(), restarted.pending_export()
+        assert len(held[1]) == 13 and held == decoded
+        assert all(a.story for a in held[1])
+        store.exported(held[0], [a.id for a in held[1]], [s for s, _ in held[2]])
+        assert store.pending_export()[1] == [] and restarted.pending_export()[1] == []
+    finally:
+        restarted.close()

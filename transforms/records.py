@@ -102,6 +102,7 @@ def article_to_state(article: Article) -> dict[str, Any]:
 
 
 _ARTICLE_FIELDS = tuple(f.name for f in dataclasses.fields(Article))
+_ARTICLE_FIELD_SET = frozenset(_ARTICLE_FIELDS)
 
 
 def _tuples(value: Any) -> Any:
@@ -109,8 +110,8 @@ def _tuples(value: Any) -> Any:
 
 
 def article_from_state(data: dict[str, Any]) -> Article:
-    fields = {f.name for f in dataclasses.fields(Article)}
-    return Article(**{k: _tuples(v) for k, v in data.items() if k in fields})
+    fields = _ARTICLE_FIELD_SET
+    return Article(**{k: _tuples(v) if v.__class__ is list else v for k, v in data.items() if k in fields})
 
 
 @dataclass(frozen=True)

@@ -203,25 +203,25 @@ class Bands:
         step = 4 * self.rows
         return [raw[i:i + step] for i in range(0, len(raw), step)]
 
-    def insert(self, ident: str, signature: np.ndarray) -> None:
-        for key, table in zip(self.keys(signature), self.tables):
-            bucket = table.get(key)
+    def insert(self, ident: str, keys: Sequence[bytes]) -> None:
+        """Add an id under its signature's `keys`."""
+        for key, table, bucket in zip(keys, self.tables, map(dict.get, self.tables, keys)):
             if bucket is None:
                 table[key] = ident
-            elif isinstance(bucket, str):
+            elif bucket.__class__ is str:
                 table[key] = [bucket, ident]
             else:
                 bucket.append(ident)
                 if len(bucket) > self.keep:
                     del bucket[0]
 
-    def query(self, signature: np.ndarray) -> set[str]:
+    def query(self, keys: Sequence[bytes]) -> set[str]:
+        """The ids in the buckets of a signature's `keys`."""
         found: set[str] = set()
-        for key, table in zip(self.keys(signature), self.tables):
-            bucket = table.get(key)
+        for bucket in map(dict.get, self.tables, keys):
             if bucket is None:
                 continue
-            if isinstance(bucket, str):
+            if bucket.__class__ is str:
                 found.add(bucket)
             else:
                 found.update(bucket)
@@ -242,6 +242,7 @@ class StoryMatcher:
         self.remembered: dict[str, Remembered] = {}     # insertion order = published order
         self.sizes: dict[str, int] = {}
         self._stale = 0                                  # forgotten ids still in the index
+        self._last: tuple[np.ndarray | None, list[bytes]] = (None, [])
 
     def _index(self) -> Bands:
         # a lower threshold than the verification, so the index does not decide
@@ -262,7 +263,7 @@ class StoryMatcher:
         if self._stale > max(1000, len(self.remembered)):   # rebuild: amortised O(1) per article
             self.bands = self._index()
             for entry in self.remembered.values():
-                self.bands.insert(entry.id, entry.signature)
+                self.bands.insert(entry.id, self.bands.keys(entry.signature))
             self._stale = 0
 
     def remember(self, entry: Remembered) -> None:
@@ -270,7 +271,7 @@ class StoryMatcher:
         if entry.id in self.remembered:
             return
         self.remembered[entry.id] = entry
-        self.bands.insert(entry.id, entry.signature)
+        self.bands.insert(entry.id, self._keys(entry.signature))
         self.sizes[entry.story] = self.sizes.get(entry.story, 0) + 1
 
     def forget(self, ident: str) -> None:
@@ -292,19 +293,31 @@ class StoryMatcher:
         (ties: the newest, then the greatest story id)."""
         if signature is None:
             return None
-        near = [other for other in map(self.remembered.get, self.bands.query(signature))
-                if other is not None                        # forgotten, still in the index
-                and abs(other.published - published) <= self.horizon
-                and numbers_agree(numbers, other.numbers)]
+        near = [other for other in map(self.remembered.get, self.bands.query(self._keys(signature)))
+                if other is not None]                       # None: forgotten, still in the index
         if not near:
             return None
-        scores = (np.stack([other.signature for other in near]) == signature).mean(axis=1)
+        # scored at once; the per-candidate tests only for those similar enough
+        agree = np.count_nonzero(np.stack([other.signature for other in near]) == signature, axis=1)
+        scores = agree / len(signature)
         best: tuple[float, float, str] | None = None
-        for i in np.nonzero(scores >= self.threshold)[0]:
-            candidate = (float(scores[i]), -near[i].published, near[i].story)
+        mine = frozenset(numbers)                           # numbers_agree, set built once
+        for i in np.flatnonzero(scores >= self.threshold):
+            other = near[i]
+            if abs(other.published - published) > self.horizon or \
+                    (mine and other.numbers and mine.isdisjoint(other.numbers)):
+                continue
+            candidate = (float(scores[i]), -other.published, other.story)
             if best is None or candidate > best:
                 best = candidate
         return best[2] if best else None
+
+    def _keys(self, signature: np.ndarray) -> list[bytes]:
+        """The signature's band keys; those of the last one asked are kept (an article is
+        matched, then remembered under the same keys)."""
+        if signature is not self._last[0]:
+            self._last = (signature, self.bands.keys(signature))
+        return self._last[1]
 
     def assign(self, ident: str, published: float, signature: np.ndarray | None,
                numbers: tuple[str, ...] = ()) -> str:

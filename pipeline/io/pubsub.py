@@ -202,10 +202,12 @@ class Puller:
             log.warning("pull failed (%s); retrying", exc)
             time.sleep(0.5)
             return []
-        out = [Pulled(ack_id=r.ack_id, message_id=r.message.message_id, data=bytes(r.message.data),
+        # the raw protobuf under the proto-plus wrapper: wrapping each field access cost more
+        # than the rest of the pull (py-spy, a 20,000-message burst)
+        out = [Pulled(ack_id=r.ack_id, message_id=r.message.message_id, data=r.message.data,
                       attributes=tuple(sorted(r.message.attributes.items())),
-                      publish_time=r.message.publish_time.timestamp())
-               for r in response.received_messages]
+                      publish_time=r.message.publish_time.seconds + r.message.publish_time.nanos / 1e9)
+               for r in type(response).pb(response).received_messages]
         if out:
             size = sum(m.size for m in out) / len(out)
             self.average = 0.7 * self.average + 0.3 * size if self.average else size

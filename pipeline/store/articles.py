@@ -11,6 +11,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from pipeline.store import sqlite
+from pipeline.store.sqlite import chunks, marks
 from transforms.counts import windows_of
 from transforms.records import Article, article_from_state, article_to_state
 from transforms.stories import Remembered, StoryMatcher, StoryOptions, features, order_key, title_numbers
@@ -57,8 +58,22 @@ class ArticleStore:
             self.db.execute("INSERT INTO runs (id, started) VALUES (?, ?)", (run, now_iso()))
         return run
 
-    def _is_stored(self, ident: str) -> bool:
-        return self.db.execute("SELECT 1 FROM stored_articles WHERE id = ?", (ident,)).fetchone() is not None
+    def _stored(self, idents: Sequence[str]) -> set[str]:
+        """Which of these ids are stored."""
+        found: set[str] = set()
+        for chunk in chunks(idents):
+            found.update(r[0] for r in self.db.execute(
+                f"SELECT id FROM stored_articles WHERE id IN ({marks(chunk)})", chunk))
+        return found
+
+    def _story_sizes(self, stories: Sequence[str]) -> dict[str, int]:
+        """Stored signatures per story."""
+        sizes: dict[str, int] = {}
+        for chunk in chunks(stories):
+            sizes.update(self.db.execute(
+                f"SELECT story, count(*) FROM story_signatures WHERE story IN ({marks(chunk)}) GROUP BY story",
+                chunk))
+        return sizes
 
     def assign_stories(self, articles: Sequence[Article], options: StoryOptions,
                        memory: "StoryMemory | None" = None) -> list[Article]:
@@ -70,8 +85,10 @@ class ArticleStore:
         Without `memory` the signatures of the batch's time range are loaded for this call (a
         scheduled run); with it, the job's long-lived matchers are used and kept up to date
         (the caller settles or rolls back `memory` with its transaction)."""
-        fresh = sorted({a.id: a for a in articles if not self._is_stored(a.id)}.values(), key=order_key)
+        stored = self._stored(sorted({a.id for a in articles}))
+        fresh = sorted({a.id: a for a in articles if a.id not in stored}.values(), key=order_key)
         story_of: dict[str, str] = {}
+        signatures: list[tuple[str, str, float, str, bytes, str]] = []
         for language in sorted({a.language for a in fresh}):
             group = [a for a in fresh if a.language == language]
             first = to_epoch(group[0].published)
@@ -90,12 +107,11 @@ class ArticleStore:
                     matcher.remember(Remembered(article.id, published, story, sig, numbers_))
                     if memory is not None:
                         memory.added.append((language, article.id))
-                    self.db.execute("INSERT OR IGNORE INTO story_signatures VALUES (?, ?, ?, ?, ?, ?)",
-                                    (article.id, language, published, story, sig.tobytes(), json.dumps(numbers_)))
+                    signatures.append((article.id, language, published, story, sig.tobytes(),
+                                       json.dumps(numbers_)))
                 story_of[article.id] = story
-        sizes = {story: self.db.execute("SELECT count(*) FROM story_signatures WHERE story = ?",
-                                        (story,)).fetchone()[0]
-                 for story in sorted(set(story_of.values()))}
+        self.db.executemany("INSERT OR IGNORE INTO story_signatures VALUES (?, ?, ?, ?, ?, ?)", signatures)
+        sizes = self._story_sizes(sorted(set(story_of.values())))
         return [a.replace(story=story_of[a.id], story_size=max(1, sizes.get(story_of[a.id], 1)))
                 if a.id in story_of else a for a in articles]
 

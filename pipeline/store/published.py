@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from pipeline.store import sqlite
+from pipeline.store.sqlite import chunks, marks
 from transforms.records import Article
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,9 @@ class PublishedIds:
     def known(self, ids: Iterable[str]) -> set[str]:
         ids = list(ids)
         found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            rows = self._db.execute(
-                f"SELECT id FROM published_items WHERE id IN ({', '.join('?' for _ in chunk)})", chunk)
-            found.update(r[0] for r in rows)
+        for chunk in chunks(ids):
+            found.update(r[0] for r in self._db.execute(
+                f"SELECT id FROM published_items WHERE id IN ({marks(chunk)})", chunk))
         return found
 
     def record(self, articles: Iterable[Article], at: float) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from transforms.records import NATURAL_KEYS, RECORD_FIELDS
 
@@ -109,3 +109,14 @@ def upsert_records(conn: sqlite3.Connection, what: str, rows: Iterable[dict[str,
                     else r.get(c) for c in cols) for r in rows]
     conn.executemany(sql, values)
     return len(values)
+
+
+def chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    """Values in slices small enough for one `IN (...)` query (SQLite allows 32,766 parameters)."""
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def marks(chunk: Sequence[Any]) -> str:
+    """`?, ?, ?` for an `IN (...)` of this chunk."""
+    return ", ".join("?" for _ in chunk)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from pipeline.store import sqlite
-from pipeline.store.sqlite import upsert_records
+from pipeline.store.sqlite import chunks, marks, upsert_records
 from pipeline.store.articles import ArticleStore, StoryMemory
 from transforms.counts import keyword_pairs, story_member, story_of, story_record, topic_pairs, windows_of
 from transforms.records import Alert, Article, DeadLetter, StoryRecord, article_from_state
@@ -72,6 +72,10 @@ class StreamStore(ArticleStore):
                 cols = sqlite.SQLITE_COLUMNS[what]
                 key = ", ".join(sqlite.NATURAL_KEYS[what])
                 self.db.execute(f"CREATE TABLE IF NOT EXISTS {what} ({', '.join(cols)}, PRIMARY KEY ({key}))")
+        # articles committed by this process and not yet exported, as committed: the export
+        # reads them here instead of decoding their stored state again (it reads the store
+        # for the others, e.g. what a killed job committed)
+        self._unexported: dict[str, Article] = {}
 
     # ------------------------------------------------------------ commit (one transaction)
 
@@ -115,6 +119,7 @@ class StreamStore(ArticleStore):
         keyword_delta: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         topic_delta: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         dirty: set[tuple[float, float]] = set()
+        inserted: list[Article] = []
         with self.db:
             if stories is not None:   # against the stored signatures, as scheduled runs do
                 articles = self.assign_stories(list(articles), stories, memory)
@@ -124,6 +129,7 @@ class StreamStore(ArticleStore):
                     dup += 1
                     continue
                 new += 1
+                inserted.append(article)
                 by_language[article.language] += 1
                 for topic in article.topics:
                     by_topic[topic] += 1
@@ -159,6 +165,7 @@ class StreamStore(ArticleStore):
             new_by = {"by_language": dict(by_language), "by_topic": dict(by_topic)}
             self.db.execute("INSERT INTO stream_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (batch, stamp, messages, new, dup, dead_n, late_n, json.dumps(new_by)))
+        self._unexported.update((a.id, a) for a in inserted)     # the transaction committed
         return BatchOutcome(articles=new, duplicates=dup, dead_letters=dead_n, late=late_n, **new_by)
 
     def _add_dead_letter(self, dead: DeadLetter) -> None:
@@ -182,8 +189,14 @@ class StreamStore(ArticleStore):
     def pending_export(self) -> tuple[list[tuple[float, float]], list[Article], list[tuple[int, dict[str, Any]]]]:
         """Dirty windows, unexported articles, outbox dead letters (seq, record)."""
         windows = self.dirty_windows()
-        articles = [article_from_state(json.loads(s)) for (s,) in self.db.execute(
-            "SELECT state FROM stored_articles WHERE exported = 0")]
+        ids = [i for (i,) in self.db.execute("SELECT id FROM stored_articles WHERE exported = 0")]
+        held = self._unexported
+        missing = [i for i in ids if i not in held]
+        stored: dict[str, Article] = {}
+        for chunk in chunks(missing):
+            stored.update((i, article_from_state(json.loads(s))) for i, s in self.db.execute(
+                f"SELECT id, state FROM stored_articles WHERE id IN ({marks(chunk)})", chunk))
+        articles = [held[i] if i in held else stored[i] for i in ids]
         dead = [(seq, json.loads(rec)) for seq, rec in self.db.execute(
             "SELECT seq, record FROM stream_outbox WHERE what = 'dead_letters' ORDER BY seq")]
         return windows, articles, dead
@@ -217,6 +230,8 @@ class StreamStore(ArticleStore):
             self.db.executemany("DELETE FROM dirty_windows WHERE window_start = ? AND window_end = ?", windows)
             self.db.executemany("UPDATE stored_articles SET exported = 1 WHERE id = ?", [(i,) for i in article_ids])
             self.db.executemany("DELETE FROM stream_outbox WHERE seq = ?", [(s,) for s in dead_seqs])
+        for ident in article_ids:
+            self._unexported.pop(ident, None)
 
     # ------------------------------------------------------------ stories (export)
 
@@ -229,16 +244,16 @@ class StreamStore(ArticleStore):
                           for w in windows_of(to_epoch(a.published), self.size, self.period)})
         stories = sorted({story for _, story in touched})
         ids: set[str] = set(stories) | {a.id for a in articles}
-        for chunk in _chunks(stories):
+        for chunk in chunks(stories):
             ids.update(i for (i,) in self.db.execute(
-                f"SELECT id FROM story_signatures WHERE story IN ({', '.join('?' for _ in chunk)})", chunk))
+                f"SELECT id FROM story_signatures WHERE story IN ({marks(chunk)})", chunk))
         members: dict[str, list[tuple[float, Article]]] = defaultdict(list)
         for a in {a.id: a for a in articles}.values():   # as stored: only older members are read back
             members[story_of(a)].append((to_epoch(a.published), a))
         older = sorted(ids - {a.id for a in articles})
-        for chunk in _chunks(older):
+        for chunk in chunks(older):
             for published, state in self.db.execute(
-                    f"SELECT published, state FROM stored_articles WHERE id IN ({', '.join('?' for _ in chunk)})",
+                    f"SELECT published, state FROM stored_articles WHERE id IN ({marks(chunk)})",
                     chunk):
                 article = article_from_state(json.loads(state))
                 members[story_of(article)].append((published, article))
@@ -334,6 +349,3 @@ class StreamStore(ArticleStore):
         return problems
 
 
-def _chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
