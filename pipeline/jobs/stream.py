@@ -387,6 +387,8 @@ class _Pending:
     out: Path
     future: "Future[dict[str, int]]"
     generation: int                  # the worker pool it was given to (a pool that died is replaced once)
+    waited: float = 0.0              # seconds the driver waited for the stages (the log's figures)
+    commit_seconds: float = 0.0
 
 
 class _Batches:
@@ -433,11 +435,14 @@ class _Batches:
         raws, batch = pending.raws, pending.batch
         w = self.config.windows
         try:
+            waiting = time.monotonic()
             articles, dead, counters = self._outputs(pending)
+            committing = time.monotonic()
             now = time.time()
             late = {a.id for a in articles if deadline(to_epoch(a.published), w.size, w.period, w.allowed_lateness) <= now}
             outcome = self.store.commit_batch(batch, len(raws), [a for a in articles if a.id not in late], dead,
                                               [a for a in articles if a.id in late], self.stories, self.memory)
+            pending.waited, pending.commit_seconds = committing - waiting, time.monotonic() - committing
         except ENVIRONMENT_ERRORS:
             raise   # the disk or the store, not a message: stop; nothing acked, nothing lost
         except Exception as exc:  # any stage failing on some message: find it, dead-letter it
@@ -559,8 +564,10 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     if len(done.pulled) >= 50:
                         rate = 0.5 * rate + 0.5 * len(done.pulled) / max(t1 - max(last_done, done.started), 0.05)
                     last_done = t1
-                    log.info("micro-batch %d: %d messages; stages+commit %.2fs, ack %.2fs, export %.2fs",
-                             done.number, len(done.pulled), t1 - done.started, t2 - t1, time.monotonic() - t2)
+                    waited, committed = (done.pending.waited, done.pending.commit_seconds) if done.pending else (0, 0)
+                    log.info("micro-batch %d: %d messages; pulled to committed %.2fs (of which waiting for the "
+                             "stages %.2fs, commit %.2fs), ack %.2fs, export %.2fs", done.number, len(done.pulled),
+                             t1 - done.started, waited, committed, t2 - t1, time.monotonic() - t2)
 
                 while not stop.is_set():
                     if max_seconds is not None and time.monotonic() - started >= max_seconds:
