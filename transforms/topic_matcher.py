@@ -164,10 +164,10 @@ class Tagger:
         # from len(topics) on. A key of an atom names the groups the atom is in (a prefix
         # atom's key is its mark, which the tagger adds to a token's keys when one of its
         # lookup keys starts with the prefix). A topic is a candidate when all its groups
-        # are hit. A keyword is counted when the key word of one of its forms is there.
+        # are hit. A keyword is counted when the key word of one of its forms is there
+        # (keywords are ids after the groups, in the same map: one pass over the hits).
         count = len(self._topics)
         group_keys: dict[str, set[int]] = {}
-        keyword_keys: dict[str, set[int]] = {}
         prefixes: set[str] = set()
 
         def add(atom: Atom, i: int, keys: dict[str, set[int]]) -> None:
@@ -195,18 +195,18 @@ class Tagger:
                     add(atom, ids[-1], group_keys)
             if len(ids) > 1:
                 several[i] = frozenset(ids)
+        self._keyword_base = next_id
         for i, (_, forms) in enumerate(self._keywords):
             for form in forms:
                 for seq in form.alternatives:
-                    add(_trigger(seq), i, keyword_keys)
+                    add(_trigger(seq), next_id + i, group_keys)
         self._always = tuple(always)
         self._several = several                       # topic -> all its group ids
         self._several_ids = frozenset(several)
         self._trigger_ids = frozenset(range(count))
-        every = set(group_keys) | set(keyword_keys)
-        self._group_keys = {key: tuple(sorted(group_keys.get(key, ()))) for key in every}
-        self._keyword_keys = {key: tuple(sorted(keyword_keys.get(key, ()))) for key in every}
-        self._prefilter_keys = frozenset(every)
+        self._keyword_ids = frozenset(range(next_id, next_id + len(self._keywords)))
+        self._key_ids = {key: tuple(sorted(ids)) for key, ids in group_keys.items()}
+        self._prefilter_keys = frozenset(group_keys)
         # the prefixes by length, so a token's keys are tested with one lookup per length
         lengths: dict[int, set[str]] = {}
         for prefix in prefixes:
@@ -240,8 +240,9 @@ class Tagger:
         if not self._prefilter:
             return set(range(len(self._topics))), set(range(len(self._keywords)))
         hits = self._prefilter_keys.intersection(doc.index.keys())
-        hit: set[int] = set().union(*map(self._group_keys.__getitem__, hits))
-        keywords: set[int] = set().union(*map(self._keyword_keys.__getitem__, hits))
+        hit: set[int] = set().union(*map(self._key_ids.__getitem__, hits))
+        base = self._keyword_base
+        keywords = {i - base for i in hit.intersection(self._keyword_ids)}
         triggered = hit.intersection(self._trigger_ids)
         topics = triggered.difference(self._several_ids)
         several = list(triggered.intersection(self._several_ids))
