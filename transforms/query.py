@@ -206,7 +206,7 @@ class Document:
     """
 
     __slots__ = ("title", "summary", "_title_tokens", "_summary_tokens", "index",
-                 "_prefix_memo", "_span_memo", "_sorted_keys", "_atom_memo", "_surfaces")
+                 "_prefix_memo", "_span_memo", "_sorted_keys", "_atom_memo", "_surfaces", "written")
 
     def __init__(self, title: str, summary: str, morphology: bool = True,
                  keys: "Callable[[str, str], tuple[str, ...]] | None" = None,
@@ -228,9 +228,13 @@ class Document:
         # the surface of each token by position, per field, when the fast path read it and
         # kept every match (None: ask the Tokens)
         self._surfaces: list[list[str] | None] = [None, None]
+        # every word as written, both fields (a word that folds to nothing included), when
+        # both were read by the fast path; else None
+        self.written: list[str] | None = []
         for base, text in ((0, title), (SUMMARY_BASE, summary)):
             surfaces = token_surfaces(text)
             if surfaces is None:               # compatibility characters: the full tokeniser
+                self.written = None
                 tokens = tokenize(text)
                 if base:
                     self._summary_tokens = tokens
@@ -242,6 +246,8 @@ class Document:
                 continue
             position = base
             get = memo.get
+            if self.written is not None:
+                self.written += surfaces
             for surface in surfaces:
                 found = get(surface)
                 if found is None:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from transforms.morphology import stem_keys
-from transforms.textnorm import is_arabic, lookup_keys
-from transforms.query import Atom, Document, Match, Query, any_of, evidence, minimal, \
+from transforms.textnorm import fold_token, is_arabic, lookup_keys
+from transforms.query import MEMO_LIMIT, Atom, Document, Match, Query, any_of, evidence, minimal, \
     compile_node, parse_query, positive_matches, stem_keys_of, term_match, \
     trigger as _trigger
 from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, variants_table
@@ -157,6 +157,7 @@ class Tagger:
         # with the first three letters of one (`~e:offens` -> off): the others skip stemming
         self._latin_heads = frozenset(k[3:6] for k in wanted if k[2:3] == ":")
         self._memo: dict[str, tuple[str, ...]] = {}     # surface form -> index keys
+        self._word_ids: dict[str, tuple[int, ...]] = {}  # surface form -> prefilter ids
         self._morphology = self._morphology and bool(wanted)
 
         # the prefilter. Each topic's necessary groups (one atom of each must occur) get ids:
@@ -239,8 +240,7 @@ class Tagger:
         operations and maps only, so its cost is in C, not in Python loops)."""
         if not self._prefilter:
             return set(range(len(self._topics))), set(range(len(self._keywords)))
-        hits = self._prefilter_keys.intersection(doc.index.keys())
-        hit: set[int] = set().union(*map(self._key_ids.__getitem__, hits))
+        hit = self._hit_ids(doc)
         base = self._keyword_base
         keywords = {i - base for i in hit.intersection(self._keyword_ids)}
         triggered = hit.intersection(self._trigger_ids)
@@ -250,6 +250,31 @@ class Tagger:
                                             map(self._several.__getitem__, several))))
         topics.update(self._always)
         return topics, keywords
+
+    def _hit_ids(self, doc: Document) -> set[int]:
+        """The group and keyword ids of every key of the document: from each written word's
+        ids, remembered per word (most words have none), or from the document's keys."""
+        written = doc.written
+        if written is None:
+            hits = self._prefilter_keys.intersection(doc.index.keys())
+            return set().union(*map(self._key_ids.__getitem__, hits))
+        found = list(map(self._word_ids.get, written))
+        if None in found:
+            found = [self._ids_of(word) if ids is None else ids for word, ids in zip(written, found)]
+        return set().union(*filter(None, found))
+
+    def _ids_of(self, word: str) -> tuple[int, ...]:
+        """The ids of a word's keys (as `_keys` gives them), remembered."""
+        keys = self._memo.get(word)
+        if keys is None:
+            folded = fold_token(word)
+            keys = self._keys(folded, word) if folded else ()
+        key_ids = self._key_ids
+        ids = tuple(sorted({i for key in keys if key in key_ids for i in key_ids[key]}))
+        if len(self._word_ids) >= MEMO_LIMIT:
+            self._word_ids.clear()
+        self._word_ids[word] = ids
+        return ids
 
     def document(self, title: str, summary: str) -> Document:
         """The article as this tagger's queries read it."""
