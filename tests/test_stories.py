@@ -21,6 +21,7 @@ from transforms.counts import CountPerWindow
 from transforms.records import Article, ArticleCoder
 from transforms.stories import (
     GroupStories,
+    Remembered,
     Signer,
     StoryMatcher,
     StoryOptions,
@@ -300,3 +301,24 @@ def test_signatures_equal_a_fresh_datasketch_minhash_per_article() -> None:
         reference = MinHash(num_perm=128, seed=1)
         reference.update_batch([f.encode("utf-8") for f in sorted(feats)])
         assert np.array_equal(signer.sign(feats), np.asarray(reference.hashvalues, dtype=np.uint32))
+
+
+def test_a_forgotten_article_stays_forgotten_when_the_rows_grow_and_is_found_once_remembered_again() -> None:
+    """The matcher's rows double when full and are compacted at a rebuild: neither brings back
+    an article that was forgotten (a rolled-back commit), and remembering it again finds it."""
+    matcher = StoryMatcher()
+    base = "Floods force families from their homes near the river in {p}"
+    places = [f"Town{i:03d}" for i in range(300)]
+    signatures = {p: SIGNER.sign(features(base.format(p=p), "")) for p in places}
+    matcher.remember(Remembered("first", 0.0, "first", signatures[places[0]].copy()))
+    matcher.forget("first")
+    for i, place in enumerate(places[1:], start=1):       # 64 rows, then 128, 256, 512
+        matcher.remember(Remembered(f"id{i}", float(i), f"id{i}", signatures[place].copy()))
+    probe = SIGNER.sign(features(base.format(p=places[0]), ""))
+    assert matcher.match(probe, 500.0) != "first"
+    matcher.remember(Remembered("first", 0.5, "first", signatures[places[0]].copy()))
+    assert matcher.match(probe, 500.0) == "first"          # score 1.0 beats every other town
+    for i in range(1, 300):                                 # forget the others: a rebuild compacts
+        matcher.forget(f"id{i}")
+    assert matcher.match(probe, 500.0) == "first" and list(matcher.remembered) == ["first"]
+    assert matcher.match(signatures[places[7]], 500.0) == "first"   # similar enough, the only one left

@@ -243,6 +243,14 @@ class StoryMatcher:
         self.sizes: dict[str, int] = {}
         self._stale = 0                                  # forgotten ids still in the index
         self._last: tuple[np.ndarray | None, list[bytes]] = (None, [])
+        # the remembered articles as rows, so a query's candidates are scored with one
+        # fancy index instead of stacking their signatures: each entry's `signature` is a
+        # view of its row (one copy in memory); rows of forgotten articles are reused when
+        # the index is rebuilt
+        self._signatures = np.zeros((0, num_perm), dtype=np.uint32)
+        self._published = np.zeros(0, dtype=np.float64)
+        self._row: dict[str, int] = {}
+        self._by_row: list[Remembered] = []
 
     def _index(self) -> Bands:
         # a lower threshold than the verification, so the index does not decide
@@ -256,22 +264,45 @@ class StoryMatcher:
             if oldest.published >= moment and len(self.remembered) < self.max_remembered:
                 break
             del self.remembered[oldest.id]
+            del self._row[oldest.id]
             self._stale += 1
         self._maybe_rebuild()
 
     def _maybe_rebuild(self) -> None:
         if self._stale > max(1000, len(self.remembered)):   # rebuild: amortised O(1) per article
             self.bands = self._index()
+            self._rows(list(self.remembered.values()), capacity=2 * len(self.remembered))
             for entry in self.remembered.values():
                 self.bands.insert(entry.id, self.bands.keys(entry.signature))
             self._stale = 0
+
+    def _rows(self, entries: list[Remembered], capacity: int) -> None:
+        """Lay `entries` out as the first rows of new arrays with room for `capacity` rows."""
+        signatures = np.zeros((max(64, capacity), self.num_perm), dtype=np.uint32)
+        published = np.zeros(len(signatures), dtype=np.float64)
+        for row, entry in enumerate(entries):
+            signatures[row] = entry.signature
+            published[row] = entry.published
+            entry.signature = signatures[row]
+            if self.remembered.get(entry.id) is entry:     # not a forgotten one kept till a rebuild
+                self._row[entry.id] = row
+        self._signatures, self._published, self._by_row = signatures, published, entries
 
     def remember(self, entry: Remembered) -> None:
         """Add an article whose story is already known (from the state store)."""
         if entry.id in self.remembered:
             return
+        row = len(self._by_row)
+        if row == len(self._signatures):     # full: twice the room (amortised O(1))
+            self._rows(self._by_row, capacity=2 * row)
+        keys = self._keys(entry.signature)
+        self._signatures[row] = entry.signature
+        self._published[row] = entry.published
+        entry.signature = self._signatures[row]
+        self._row[entry.id] = row
+        self._by_row.append(entry)
         self.remembered[entry.id] = entry
-        self.bands.insert(entry.id, self._keys(entry.signature))
+        self.bands.insert(entry.id, keys)
         self.sizes[entry.story] = self.sizes.get(entry.story, 0) + 1
 
     def forget(self, ident: str) -> None:
@@ -279,6 +310,7 @@ class StoryMatcher:
         entry = self.remembered.pop(ident, None)
         if entry is None:
             return
+        del self._row[ident]
         self._stale += 1
         left = self.sizes.get(entry.story, 1) - 1
         if left > 0:
@@ -290,22 +322,21 @@ class StoryMatcher:
     def match(self, signature: np.ndarray | None, published: float,
               numbers: tuple[str, ...] = ()) -> str | None:
         """The story of the most similar remembered article within the horizon, if any
-        (ties: the newest, then the greatest story id)."""
+        (ties: the earliest published, then the greatest story id)."""
         if signature is None:
             return None
-        near = [other for other in map(self.remembered.get, self.bands.query(self._keys(signature)))
-                if other is not None]                       # None: forgotten, still in the index
-        if not near:
+        rows = [row for row in map(self._row.get, self.bands.query(self._keys(signature)))
+                if row is not None]                         # None: forgotten, still in the index
+        if not rows:
             return None
-        # scored at once; the per-candidate tests only for those similar enough
-        agree = np.count_nonzero(np.stack([other.signature for other in near]) == signature, axis=1)
-        scores = agree / len(signature)
+        # scored at once; the per-candidate test of title numbers only for the rest
+        scores = np.count_nonzero(self._signatures[rows] == signature, axis=1) / len(signature)
+        near = (scores >= self.threshold) & (np.abs(self._published[rows] - published) <= self.horizon)
         best: tuple[float, float, str] | None = None
         mine = frozenset(numbers)                           # numbers_agree, set built once
-        for i in np.flatnonzero(scores >= self.threshold):
-            other = near[i]
-            if abs(other.published - published) > self.horizon or \
-                    (mine and other.numbers and mine.isdisjoint(other.numbers)):
+        for i in np.flatnonzero(near):
+            other = self._by_row[rows[i]]
+            if mine and other.numbers and mine.isdisjoint(other.numbers):
                 continue
             candidate = (float(scores[i]), -other.published, other.story)
             if best is None or candidate > best:
