@@ -44,7 +44,7 @@ class Exporter:
                 if conn is None:
                     conn = self._dbs[sink.path] = connect_records(sink.path)
                 with conn:
-                    upsert_records(conn, what, (record_row(what, r) for r in records))
+                    upsert_records(conn, what, records)
             elif sink.type in ("jsonl", "csv"):
                 assert sink.path is not None
                 line = to_json_line(what) if sink.type == "jsonl" else to_csv_line(what)
@@ -59,8 +59,7 @@ class Exporter:
                 assert sink.topic is not None
                 self._publisher = self._publisher or publisher()
                 publish_all(self._publisher, sink.topic,
-                            ((json.dumps(record_row(what, r), ensure_ascii=False).encode("utf-8"), {})
-                             for r in records))
+                            ((json.dumps(r, ensure_ascii=False).encode("utf-8"), {}) for r in records))
 
     def close(self) -> None:
         for conn in self._dbs.values():

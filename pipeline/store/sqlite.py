@@ -105,8 +105,8 @@ def upsert_records(conn: sqlite3.Connection, what: str, rows: Iterable[dict[str,
             sql += f" OR (excluded.articles = {what}.articles AND excluded.mentions > {what}.mentions)"
     if all(c in NATURAL_KEYS[what] for c in cols):
         sql = f"INSERT OR IGNORE INTO {what} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-    values = [tuple(json.dumps(r.get(c), ensure_ascii=False) if isinstance(r.get(c), (list, dict))
-                    else r.get(c) for c in cols) for r in rows]
+    values = [tuple(json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                    for v in map(r.get, cols)) for r in rows]
     conn.executemany(sql, values)
     return len(values)
 
