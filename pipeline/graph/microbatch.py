@@ -1,8 +1,14 @@
 """The stages of one stream micro-batch, as one Beam pipeline, in a worker process.
 
-`stages_pipeline` is the pipeline: the batch's messages (a spool file) -> `apply_stages`, the
+`StagesPipeline` is the pipeline: the batch's messages (a spool file) -> `apply_stages`, the
 stages of `mediamon run` (parse, dedup, language, topics; stories and counts are done at commit,
-against the store) -> the articles and dead letters in an output spool file.
+against the store) -> the articles and dead letters in an output spool file.  Its Beam graph is
+built once per process and run once per batch: building it cost about 80 ms of CPU (Beam's
+`apply` parses every option view with argparse and inspects each DoFn's signatures), a third of
+a batch's fixed cost, for a graph that is the same for every batch but for its two paths.  So
+the graph reads a fixed inbox (a symbolic link to the batch's spool file, made for the run) and
+writes a fixed outbox (renamed to the batch's output file after the run).
+`stages_pipeline` is the one-shot form (a graph built for one batch).
 
 `StageWorker` runs those pipelines in `processes` long-lived child processes (spawned, so no
 thread or gRPC channel of the driver is forked), so that while children run the stages of
@@ -20,9 +26,12 @@ import os
 import signal
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
+
+import apache_beam as beam
 
 from pipeline.config import Config
 from pipeline.graph.runner import new_pipeline
@@ -32,15 +41,58 @@ from pipeline.io.spool import ReadSpool, SpoolOutputs
 from transforms.langid import LanguageDetector
 
 
+class StagesPipeline:
+    """The stages pipeline of one process: built on the first batch, run once per batch.
+
+    `run(spool, out)` reads the batch's messages from `spool` and writes its articles and dead
+    letters to `out` (no file when there are none, as `SpoolOutputs` does); it returns the run's
+    counters (Beam's metrics are per run: nothing carries over from one batch to the next).
+    The graph's inbox and outbox live beside `out` (the outbox is renamed, so it must be on
+    out's file system); a batch whose `out` is in another folder gets a graph of its own.
+    One batch at a time: the inbox and outbox are the graph's, so runs take a lock.
+    """
+
+    def __init__(self, config: Config, beam_args: Sequence[str]) -> None:
+        self.config = config
+        self.beam_args = list(beam_args)
+        self._lock = threading.Lock()
+        self._pipeline: beam.Pipeline | None = None
+        self._inbox = self._outbox = Path()
+
+    def _build(self, folder: Path) -> None:
+        name = f".stages-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._inbox, self._outbox = folder / f"{name}.in", folder / f"{name}.out"
+        p = new_pipeline(self.config, self.beam_args)
+        items = p | "Messages" >> ReadSpool(self._inbox)
+        outputs = apply_stages(items, self.config, counts=False, stories=False)
+        (outputs.articles, outputs.dead_letters) | "Outputs" >> SpoolOutputs(self._outbox)
+        self._pipeline = p
+
+    def run(self, spool: Path, out: Path) -> dict[str, int]:
+        """Messages in `spool` -> the stages -> articles and dead letters in `out`; the counters."""
+        with self._lock:
+            if self._pipeline is None or self._outbox.parent != out.parent:
+                self._build(out.parent)
+            assert self._pipeline is not None
+            self._outbox.unlink(missing_ok=True)          # what a failed run may have left
+            link = self._inbox.with_name(self._inbox.name + ".link")
+            link.unlink(missing_ok=True)
+            os.symlink(os.path.abspath(spool), link)
+            os.replace(link, self._inbox)
+            try:
+                result = self._pipeline.run()
+                result.wait_until_finish()
+            finally:
+                self._inbox.unlink(missing_ok=True)
+            if self._outbox.exists():
+                os.replace(self._outbox, out)
+            return metric_counters(result)
+
+
 def stages_pipeline(config: Config, beam_args: Sequence[str], spool: Path, out: Path) -> dict[str, int]:
-    """Messages in `spool` -> the stages -> articles and dead letters in `out`; the counters."""
-    p = new_pipeline(config, list(beam_args))
-    items = p | "Messages" >> ReadSpool(spool)
-    outputs = apply_stages(items, config, counts=False, stories=False)
-    (outputs.articles, outputs.dead_letters) | "Outputs" >> SpoolOutputs(out)
-    result = p.run()
-    result.wait_until_finish()
-    return metric_counters(result)
+    """Messages in `spool` -> the stages -> articles and dead letters in `out`; the counters
+    (a graph built for this one batch: a worker keeps a `StagesPipeline` instead)."""
+    return StagesPipeline(config, beam_args).run(spool, out)
 
 
 def warm_up(config: Config) -> None:
@@ -49,7 +101,7 @@ def warm_up(config: Config) -> None:
                      second_opinion=config.language.second_opinion).detect("warm up")
 
 
-_JOB: tuple[Config, list[str]] | None = None     # the child's config, set by _child_init
+_STAGES: StagesPipeline | None = None     # the child's pipeline, set by _child_init
 
 
 def _exit_with(parent: int) -> None:
@@ -64,18 +116,19 @@ def _child_init(config: Config, beam_args: list[str], parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(parent,), name="driver-watch", daemon=True).start()
-    global _JOB
-    _JOB = (config, beam_args)
+    global _STAGES
+    _STAGES = StagesPipeline(config, beam_args)
     warm_up(config)
 
 
 def _child_stages(spool: str, out: str) -> dict[str, int]:
-    assert _JOB is not None, "the worker was not initialised"
-    return stages_pipeline(_JOB[0], _JOB[1], Path(spool), Path(out))
+    assert _STAGES is not None, "the worker was not initialised"
+    return _STAGES.run(Path(spool), Path(out))
 
 
 class StageWorker:
-    """Runs `stages_pipeline` in `processes` child processes (or in this one with `processes=0`)."""
+    """Runs a `StagesPipeline` in each of `processes` child processes (or one in this process
+    with `processes=0`)."""
 
     def __init__(self, config: Config, beam_args: Sequence[str], processes: int = 1) -> None:
         self.config = config
@@ -83,6 +136,7 @@ class StageWorker:
         self.processes = processes
         self.pool: ProcessPoolExecutor | None = None
         self.restarts = 0
+        self.stages = StagesPipeline(config, beam_args)     # used with processes=0
         if processes:
             self._start()
         else:
@@ -97,7 +151,7 @@ class StageWorker:
         if self.pool is None:
             done: Future[dict[str, int]] = Future()
             try:
-                done.set_result(stages_pipeline(self.config, self.beam_args, spool, out))
+                done.set_result(self.stages.run(spool, out))
             except BaseException as exc:  # the caller reads it from the future, as from a child
                 done.set_exception(exc)
             return done

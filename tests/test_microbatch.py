@@ -1,0 +1,102 @@
+"""The stages pipeline of a stream worker: one Beam graph per process, run once per micro-batch.
+
+Reusing the graph must not leak anything from one batch into the next: each run's outputs and
+counters equal those of a graph built for that batch alone, the options are the same after
+every run, a failed run leaves nothing behind for the next one, and a batch written to another
+folder gets a graph of its own."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Config, load_config
+from pipeline.graph.microbatch import StagesPipeline, stages_pipeline
+from pipeline.io.spool import read_outputs, write_spool
+from transforms.records import RawItem
+from transforms.timeutil import now_iso
+
+CONFIG = """name: microbatch
+sources: {pubsub: {subscription: projects/mediamon-test/subscriptions/items}}
+state: {path: state.db}
+language: {allowed: [en, fr, ar]}
+keywords: [{id: raqqa, forms: [Raqqa, الرقة]}]
+topics: [{id: battle, name: Battle, query: 'Raqqa AND (battle OR bataille)'}]
+windows: {size: 1h, allowed_lateness: 1d}
+"""
+
+TITLES = ["Raqqa battle goes on", "La bataille de Raqqa continue", "استمرار المعارك في الرقة",
+          "Markets were calm on Tuesday"]
+
+
+def raw(i: int) -> RawItem:
+    item = {"id": f"g{i}", "url": f"https://e.example/story/{i}", "title": f"{TITLES[i % 4]} {i}",
+            "published": now_iso()}
+    return RawItem(source="sub", data=json.dumps(item).encode(), fetched=now_iso())
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    (tmp_path / "c.yaml").write_text(CONFIG, encoding="utf-8")
+    return load_config(tmp_path / "c.yaml")
+
+
+def batch(folder: Path, name: str, raws: list[RawItem]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    spool = folder / f"{name}.bin"
+    write_spool(spool, raws)
+    return spool
+
+
+def test_each_run_of_the_reused_graph_equals_a_graph_built_for_that_batch(config: Config, tmp_path: Path) -> None:
+    stages = StagesPipeline(config, [])
+    spool = tmp_path / "spool"
+    batches = [[raw(i) for i in range(6)] + [raw(0)],                         # one duplicate
+               [raw(i) for i in range(6, 9)] + [RawItem(source="sub", data=b"{oops", fetched=now_iso())],
+               [raw(i) for i in range(9, 20)]]
+    options = None
+    for n, raws in enumerate(batches):
+        path = batch(spool, f"b{n}", raws)
+        counters = stages.run(path, spool / f"b{n}.out")
+        fresh = stages_pipeline(config, [], path, spool / f"b{n}.fresh")
+        assert counters == fresh                                  # per run: nothing carried over
+        assert counters["mediamon/items_read"] == len(raws)
+        assert read_outputs(spool / f"b{n}.out") == read_outputs(spool / f"b{n}.fresh")
+        assert stages._pipeline is not None
+        now = stages._pipeline.options.get_all_options()
+        assert options is None or now == options                  # Beam leaves the options as they were
+        options = now
+    articles, dead = read_outputs(spool / "b1.out")
+    assert len(articles) == 3 and len(dead) == 1
+    assert {a.language for a in read_outputs(spool / "b2.out")[0]} == {"en", "fr", "ar"}
+    # only the batches' own files are left: no inbox, no outbox
+    assert sorted(p.name for p in spool.iterdir()) == sorted(
+        f"b{n}.{ext}" for n in range(3) for ext in ("bin", "out", "fresh"))
+
+
+def test_a_failed_run_leaves_nothing_for_the_next_batch(config: Config, tmp_path: Path) -> None:
+    stages = StagesPipeline(config, [])
+    spool = tmp_path / "spool"
+    first = batch(spool, "b1", [raw(i) for i in range(4)])
+    stages.run(first, spool / "b1.out")
+    with pytest.raises(Exception):
+        stages.run(spool / "missing.bin", spool / "b2.out")       # the source fails
+    assert not (spool / "b2.out").exists()
+    third = batch(spool, "b3", [raw(i) for i in range(4, 6)])
+    assert stages.run(third, spool / "b3.out")["mediamon/items_read"] == 2
+    stages_pipeline(config, [], third, spool / "b3.fresh")
+    assert read_outputs(spool / "b3.out") == read_outputs(spool / "b3.fresh")
+    empty = batch(spool, "b4", [])
+    assert stages.run(empty, spool / "b4.out").get("mediamon/items_read", 0) == 0
+    assert not (spool / "b4.out").exists()                        # no records, no file
+
+
+def test_a_batch_in_another_folder_gets_its_own_graph(config: Config, tmp_path: Path) -> None:
+    stages = StagesPipeline(config, [])
+    one, two = tmp_path / "one", tmp_path / "two"
+    stages.run(batch(one, "b1", [raw(1)]), one / "b1.out")
+    stages.run(batch(two, "b2", [raw(2), raw(3)]), two / "b2.out")
+    assert [a.id for a in read_outputs(one / "b1.out")[0]] != []
+    assert len(read_outputs(two / "b2.out")[0]) == 2
+    assert sorted(p.name for p in two.iterdir()) == ["b2.bin", "b2.out"]
