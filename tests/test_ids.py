@@ -105,3 +105,57 @@ def test_placeholder_links_fall_back_to_guid_or_title(placeholder: str) -> None:
     b = article_id(placeholder, "", "feed-b", "Mosul retaken")
     assert a != b
     assert article_id(placeholder, "guid-1", "feed-a", "x") == article_id("", "guid-1", "feed-a", "y")
+
+
+# --- the plain-URL fast path (issue 15: CPU per item) gives the full path's results -------------
+
+import itertools  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from transforms import ids  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+_SCHEMES = ["http", "https", "HTTP", "hTTps"]
+_HOSTS = ["example.org", "www.example.org", "WWW.Example.ORG", "m.example.org", "mobile.example.co.uk",
+          "amp.example.org", "m.org", "www.m.example.org", "a-b.example", "xn--bcher-kva.example",
+          "a--b.example", "-a.example", "a-.example", "1.2.3.4", "localhost", "news.google.com",
+          "www.news.google.com", "google.com", "www.google.co.uk", "google.example-site.org",
+          "www-example-org.cdn.ampproject.org", "cdn.ampproject.org", "a" * 63 + ".org", "a" * 64 + ".org",
+          "example.org.", "ex_ample.org", "xn--c1yn36f.example", "a..b.org"]
+_PATHS = ["", "/", "/story", "/story/", "/Story/AMP", "/story/amp/", "/a/index.html", "/a/INDEX.HTM/",
+          "/a//b", "/a/./b", "/a/../b", "/.hidden", "/a.b/c~d_e-f", "/url", "/amp", "/index.html",
+          "/rss/articles/CBMiQ2h0dHBzOi8vd3d3LmJiYy5jb20vbmV3cy93b3JsZC1taWRkbGUtZWFzdC00MTYzMzU4NdIBAA",
+          "/c/s/www.example.org/story/amp", "/v/example.org/a", "/a;jsessionid=1", "/%7Euser", "/~user",
+          "/é", "/a/b.", "/a/b..", "/-/_/~"]
+_TAILS = ["", "?a=1", "#frag", "?utm_source=x", ":8080", "/"]
+
+
+def _full_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids, "_PLAIN_URL", re.compile(r"(?!)"))      # matches nothing
+
+
+def _corpus_links() -> list[str]:
+    links: set[str] = set()
+    for path in (CORPUS / "feeds").rglob("*"):
+        if path.is_file() and path.suffix in (".xml", ".rss", ".atom", ""):
+            links.update(re.findall(r"https?://[^\s<>\"'\]]+", path.read_text(encoding="utf-8", errors="replace")))
+    return sorted(links)
+
+
+def test_the_plain_url_fast_path_equals_the_full_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    urls = [f"{s}://{h}{p}{t}" for s, h, p, t in itertools.product(_SCHEMES, _HOSTS, _PATHS, _TAILS)]
+    urls += _corpus_links()
+    fast = [ids.canonical_url.__wrapped__(u) for u in urls]
+    plain = sum(1 for u in urls if ids._PLAIN_URL.fullmatch(u.strip()))
+    assert plain > 2000                                # the fast path is taken, and often
+    _full_path_only(monkeypatch)
+    full = [ids.canonical_url.__wrapped__(u) for u in urls]
+    assert [(u, f) for u, f, g in zip(urls, fast, full) if f != g] == []
+
+
+@pytest.mark.skipif(not (CORPUS / "feeds").is_dir(), reason="corpus absent")
+def test_the_corpus_has_plain_links_for_the_fast_path() -> None:
+    links = _corpus_links()
+    assert len(links) > 500
+    assert sum(1 for u in links if ids._PLAIN_URL.fullmatch(u)) > len(links) // 4

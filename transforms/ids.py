@@ -17,6 +17,11 @@ The tracker list: w3lib (already used for the percent-encoding and query sorting
 mechanism (`url_query_cleaner`) but no list; courlan's list is a pattern that also drops `cid`,
 `ref` and `source`, which are article ids on news sites.  So the list is ours, from the
 platforms' documentation and the peer suites (Media Cloud, ClearURLs' general rules).
+
+Most links are plain (`scheme://host/path`: a letters-digits-hyphens host, a path of unreserved
+characters, no port, query, fragment, percent sign or dot segment).  Splitting and w3lib leave
+such a URL as it is, so `_canonical` skips them for it (about 3x cheaper per link; the result is
+the same, tested against the full path on generated and corpus URLs).
 """
 from __future__ import annotations
 
@@ -156,7 +161,28 @@ def _keep_param(param: str) -> bool:
     return not (lowered == "amp" and value.lower() in ("", "1", "true"))
 
 
+# scheme://host/path that urlsplit and canonicalize_url return unchanged: LDH labels without
+# "--" (no punycode for IDNA to check), unreserved path characters, no empty or dot segment
+_PLAIN_URL = re.compile(r"(?i:https?)://((?:[A-Za-z0-9](?:-?[A-Za-z0-9])*\.)*[A-Za-z0-9](?:-?[A-Za-z0-9])*)"
+                        r"((?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?)")
+
+
 def _canonical(url: str, unwraps: int) -> str:
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None:
+        host, path = plain.group(1).lower(), plain.group(2)
+        if not (unwraps and _unwrap(host[4:] if host.startswith("www.") else host, path, "")):
+            return "https://" + _host(host) + _final_path(path or "/")
+    return _canonical_split(url, unwraps)
+
+
+def _final_path(path: str) -> str:
+    path = _clean_path(path)
+    return path if path == "/" else path.rstrip("/") or "/"
+
+
+def _canonical_split(url: str, unwraps: int) -> str:
+    """`_canonical` of any URL: split, unwrapped, filtered and normalised by w3lib."""
     parts = urlsplit(url)
     if not parts.hostname:
         return ""
@@ -175,10 +201,7 @@ def _canonical(url: str, unwraps: int) -> str:
     cleaned = canonicalize_url(urlunsplit(("https", netloc, parts.path or "/", "&".join(keep), "")),
                                keep_fragments=False)
     again = urlsplit(cleaned)
-    path = _clean_path(again.path)
-    if path != "/":
-        path = path.rstrip("/") or "/"
-    return urlunsplit(("https", netloc, path, again.query, ""))
+    return urlunsplit(("https", netloc, _final_path(again.path), again.query, ""))
 
 
 _SPACE = re.compile(r"\s+")
