@@ -130,7 +130,7 @@ def _host(netloc_host: str) -> str:
     host = netloc_host.lower().rstrip(".")
     if ":" in host:                       # IPv6 literal
         return f"[{ipaddress.IPv6Address(host.split('%', 1)[0]).compressed}]"
-    if any(ord(c) > 127 for c in host):
+    if not host.isascii():
         host = host.encode("idna").decode("ascii")
     if not _HOST_NAME.fullmatch(host):
         raise ValueError(f"not a host name: {host!r}")
