@@ -68,17 +68,7 @@ class Article:
     story_size: int = 0            # articles of the story known so far (0: unknown)
 
     def replace(self, **changes: Any) -> "Article":
-        """`dataclasses.replace`, 6x cheaper (0.7 us against 4.5; two calls per article in the
-        stages): Article has no `__post_init__` or init-only fields, so copying the field
-        values gives the same record as calling `__init__` again."""
-        unknown = changes.keys() - _ARTICLE_FIELD_SET
-        if unknown:
-            raise TypeError(f"Article has no field(s) {sorted(unknown)}")
-        new = object.__new__(Article)
-        values = new.__dict__
-        values.update(self.__dict__)
-        values.update(changes)
-        return new
+        return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
