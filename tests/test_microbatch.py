@@ -100,3 +100,27 @@ def test_a_batch_in_another_folder_gets_its_own_graph(config: Config, tmp_path: 
     assert [a.id for a in read_outputs(one / "b1.out")[0]] != []
     assert len(read_outputs(two / "b2.out")[0]) == 2
     assert sorted(p.name for p in two.iterdir()) == ["b2.bin", "b2.out"]
+
+
+def test_a_worker_warms_its_stages_up_in_the_batch_folder_and_leaves_nothing_there(
+        config: Config, tmp_path: Path) -> None:
+    """Before the first batch, one made-up message runs through the stages (in this process
+    with processes=0, in the child otherwise): the graph is built, the folder stays empty, and
+    the first real batch's counters are its own."""
+    from pipeline.graph.microbatch import StageWorker
+    folder = tmp_path / "spool"
+    for processes in (0, 1):
+        worker = StageWorker(config, [], processes, folder=folder)
+        try:
+            if processes == 0:
+                assert worker.stages._pipeline is not None        # built by the warm-up
+            assert list(folder.iterdir()) == []
+            spool = batch(folder, f"b{processes}", [raw(i) for i in range(4)])
+            counters = worker.submit(spool, folder / f"b{processes}.out").result(timeout=120)
+            articles, dead = read_outputs(folder / f"b{processes}.out")
+            assert counters["mediamon/items_read"] == 4 and len(articles) == 4 and not dead
+            assert {a.url for a in articles} == {f"https://e.example/story/{i}" for i in range(4)}
+        finally:
+            worker.close()
+        for left in folder.iterdir():
+            left.unlink()

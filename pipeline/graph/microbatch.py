@@ -21,6 +21,8 @@ exhausts memory, a crash in a C extension), `submit`'s future fails with BrokenP
 """
 from __future__ import annotations
 
+import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -37,8 +39,12 @@ from pipeline.config import Config
 from pipeline.graph.runner import new_pipeline
 from pipeline.graph.stages import apply_stages
 from pipeline.graph.summary import metric_counters
-from pipeline.io.spool import ReadSpool, SpoolOutputs
+from pipeline.io.spool import ReadSpool, SpoolOutputs, write_spool
 from transforms.langid import LanguageDetector
+from transforms.records import RawItem
+from transforms.timeutil import now_iso
+
+log = logging.getLogger(__name__)
 
 
 class StagesPipeline:
@@ -95,10 +101,30 @@ def stages_pipeline(config: Config, beam_args: Sequence[str], spool: Path, out: 
     return StagesPipeline(config, beam_args).run(spool, out)
 
 
-def warm_up(config: Config) -> None:
-    """Language profiles load once per process (cached): before the first batch, not in it."""
+def warm_up(config: Config, stages: StagesPipeline | None = None, folder: Path | None = None) -> None:
+    """Language profiles load once per process (cached): before the first batch, not in it.
+    With `stages` and `folder` (where the batches' files are), one made-up message also runs
+    through the stages, so the first real batch finds the graph built and the runner warm
+    (cold, a batch of 100 messages took 0.8 s instead of 0.1 s)."""
     LanguageDetector(allowed=config.language.allowed, aliases=dict(config.language.aliases),
                      second_opinion=config.language.second_opinion).detect("warm up")
+    if stages is None or folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    spool, out = folder / f".warm-up-{os.getpid()}.bin", folder / f".warm-up-{os.getpid()}.out"
+    now = now_iso()
+    item = {"id": "https://mediamon.invalid/warm-up", "url": "https://mediamon.invalid/warm-up",
+            "title": "The stages warm up before the first batch", "source": "warm-up", "published": now,
+            "summary": "One made-up message runs through parse, dedup, language and topics; its output is dropped."}
+    try:
+        write_spool(spool, [RawItem("warm-up", json.dumps(item).encode("utf-8"), now)])
+        stages.run(spool, out)
+    except Exception as exc:  # noqa: BLE001 - only slower: the first real batch meets the same error
+        log.warning("warming up the stages failed (%s: %s); the first batch will be slower",
+                    type(exc).__name__, exc)
+    finally:
+        spool.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
 
 
 _STAGES: StagesPipeline | None = None     # the child's pipeline, set by _child_init
@@ -112,13 +138,13 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
-def _child_init(config: Config, beam_args: list[str], parent: int) -> None:
+def _child_init(config: Config, beam_args: list[str], parent: int, folder: Path | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(parent,), name="driver-watch", daemon=True).start()
     global _STAGES
     _STAGES = StagesPipeline(config, beam_args)
-    warm_up(config)
+    warm_up(config, _STAGES, folder)
 
 
 def _child_stages(spool: str, out: str) -> dict[str, int]:
@@ -130,21 +156,25 @@ class StageWorker:
     """Runs a `StagesPipeline` in each of `processes` child processes (or one in this process
     with `processes=0`)."""
 
-    def __init__(self, config: Config, beam_args: Sequence[str], processes: int = 1) -> None:
+    def __init__(self, config: Config, beam_args: Sequence[str], processes: int = 1,
+                 folder: Path | None = None) -> None:
+        """`folder`: where the batches' spool files will be (the stages warm up there)."""
         self.config = config
         self.beam_args = list(beam_args)
         self.processes = processes
+        self.folder = folder
         self.pool: ProcessPoolExecutor | None = None
         self.restarts = 0
         self.stages = StagesPipeline(config, beam_args)     # used with processes=0
         if processes:
             self._start()
         else:
-            warm_up(config)
+            warm_up(config, self.stages, folder)
 
     def _start(self) -> None:
         self.pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_child_init, initargs=(self.config, self.beam_args, os.getpid()))
+                                        initializer=_child_init,
+                                        initargs=(self.config, self.beam_args, os.getpid(), self.folder))
         self.pool.submit(int).result()      # started and warmed before the first batch is timed
 
     def submit(self, spool: Path, out: Path) -> "Future[dict[str, int]]":

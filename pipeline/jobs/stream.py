@@ -407,7 +407,7 @@ class _Batches:
         # what a killed job left (never committed, or committed: the store knows); under the run lock
         for left in self.spool.glob("*") if self.spool.is_dir() else []:
             left.unlink(missing_ok=True)
-        self.worker = StageWorker(config, beam_args, processes)
+        self.worker = StageWorker(config, beam_args, processes, folder=self.spool)
 
     def close(self) -> None:
         self.worker.close()
