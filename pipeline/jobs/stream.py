@@ -298,6 +298,7 @@ class _Prefetch:
         self.buffer: list[Pulled] = []
         self.bytes = 0
         self.cond = threading.Condition()
+        self.cut = False                 # the last take left messages behind
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="pubsub-pull", daemon=True)
@@ -330,7 +331,8 @@ class _Prefetch:
 
     def take(self, wait: float, limit: int = MAX_BATCH) -> list[Pulled]:
         """What is buffered (at most `limit` messages / MAX_BATCH_BYTES, at least one message
-        if any), waiting up to `wait` seconds for the first."""
+        if any), waiting up to `wait` seconds for the first. `self.cut` says whether the
+        limit left messages behind (a backlog)."""
         with self.cond:
             if not self.buffer:
                 self.cond.wait(wait)
@@ -343,6 +345,7 @@ class _Prefetch:
                 size += m.size
             del self.buffer[:len(out)]
             self.bytes -= size
+            self.cut = bool(self.buffer)
             self.cond.notify_all()
             return out
 
@@ -373,6 +376,7 @@ class _InFlight:
     pulled: list[Pulled]
     pending: "_Pending | None"       # None: heartbeats only
     started: float
+    backlog: bool = False            # the batch limit left messages behind
 
     def done(self) -> bool:
         return self.pending is None or self.pending.future.done()
@@ -560,8 +564,11 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     crash_point("after_export", done.number)
                     retention.tick()
                     # the job's rate: batches complete one after another (the next one's stages
-                    # overlap this one's commit), so items per interval between completions
-                    if len(done.pulled) >= 50:
+                    # overlap this one's commit), so items per interval between completions; only
+                    # a batch cut by the limit measures it (one that took everything buffered
+                    # measures how fast messages arrive: at the start of a burst, while the
+                    # publisher has the CPUs, such batches pulled the limit down to 1,100-2,300)
+                    if done.backlog and len(done.pulled) >= 50:
                         rate = 0.5 * rate + 0.5 * len(done.pulled) / max(t1 - max(last_done, done.started), 0.05)
                     last_done = t1
                     waited, committed = (done.pending.waited, done.pending.commit_seconds) if done.pending else (0, 0)
@@ -588,7 +595,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                         crash_point("after_pull", number)
                         raws = [_to_raw(subscription, m) for m in pulled if not is_heartbeat(m.attributes)]
                         in_flight.append(_InFlight(number, pulled, batches.submit(raws, uuid.uuid4().hex[:16])
-                                                   if raws else None, time.monotonic()))
+                                                   if raws else None, time.monotonic(), prefetch.cut))
                     # commit the oldest when the workers are all busy, when it is done, or when
                     # nothing new came (then latency matters more than overlap)
                     while in_flight and (len(in_flight) > depth or not pulled or in_flight[0].done()):
