@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping, Sequence, cast
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from transforms.deadletters import DEAD, dead_letter
 from transforms.langid import LanguageDetector
+from transforms.metrics import Counters
 from transforms.records import Article
 
 STAGE = "language"
@@ -28,7 +28,7 @@ class _DetectFn(beam.DoFn):
         self.aliases = dict(aliases)
         self.second_opinion = second_opinion
         self.detector: LanguageDetector | None = None
-        self.by_language: dict[str, Any] = {}     # code -> its counter, made once (3 us each)
+        self.by_language = Counters("by_language")
 
     def setup(self) -> None:
         self.detector = LanguageDetector(allowed=self.allowed, aliases=self.aliases,
@@ -41,10 +41,7 @@ class _DetectFn(beam.DoFn):
         except Exception as exc:  # noqa: BLE001 - one article must not fail the job: dead letter
             yield dead_letter(STAGE, article, exc)
             return
-        counter = self.by_language.get(code)
-        if counter is None:
-            counter = self.by_language[code] = Metrics.counter("by_language", code)
-        counter.inc()
+        self.by_language.inc(code)
         yield article.replace(language=code, language_confidence=confidence)
 
 

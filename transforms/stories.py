@@ -208,7 +208,7 @@ class Bands:
         for key, table, bucket in zip(keys, self.tables, map(dict.get, self.tables, keys)):
             if bucket is None:
                 table[key] = ident
-            elif bucket.__class__ is str:
+            elif isinstance(bucket, str):
                 table[key] = [bucket, ident]
             else:
                 bucket.append(ident)
@@ -221,7 +221,7 @@ class Bands:
         for bucket in map(dict.get, self.tables, keys):
             if bucket is None:
                 continue
-            if bucket.__class__ is str:
+            if isinstance(bucket, str):
                 found.add(bucket)
             else:
                 found.update(bucket)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence, cast
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from transforms.deadletters import DEAD, dead_letter
+from transforms.metrics import Counters
 from transforms.records import Article
 from transforms.topic_matcher import Tagger
 
@@ -32,6 +32,7 @@ class _TagFn(beam.DoFn):
     def __init__(self, topics: Sequence[Any], keywords: Sequence[Any], variants: Any) -> None:
         self.specs = (tuple(topics), tuple(keywords), variants)
         self.tagger: Tagger | None = None
+        self.by_topic = Counters("by_topic")
 
     def setup(self) -> None:
         topics, keywords, variants = self.specs
@@ -45,7 +46,7 @@ class _TagFn(beam.DoFn):
             yield dead_letter(STAGE, article, exc)
             return
         for topic in tagged.topics:
-            Metrics.counter("by_topic", topic).inc()
+            self.by_topic.inc(topic)
         yield tagged
 
 
