@@ -198,6 +198,19 @@ _MORPH_MEMO: dict[str, tuple[str, ...]] = {}
 _LOOKUP_MEMO: dict[str, tuple[str, ...]] = {}
 
 
+def remembered_keys(surface: str, keys: "Callable[[str, str], tuple[str, ...]]",
+                    memo: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """A word's index keys (`keys(folded, surface)`, () when it folds to nothing), kept in
+    `memo`, which starts again once it holds MEMO_LIMIT words."""
+    found = memo.get(surface)
+    if found is None:
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        folded = fold_token(surface)
+        found = memo[surface] = keys(folded, surface) if folded else ()
+    return found
+
+
 class Document:
     """Title and summary tokenised once; answers where atoms, terms and phrases occur.
 
@@ -251,10 +264,7 @@ class Document:
             for surface in surfaces:
                 found = get(surface)
                 if found is None:
-                    if len(memo) >= MEMO_LIMIT:
-                        memo.clear()
-                    folded = fold_token(surface)
-                    found = memo[surface] = keys(folded, surface) if folded else ()
+                    found = remembered_keys(surface, keys, memo)
                 if not found:
                     continue                    # folds to nothing: not a token
                 for key in found:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from transforms.morphology import stem_keys
-from transforms.textnorm import fold_token, is_arabic, lookup_keys
+from transforms.textnorm import is_arabic, lookup_keys
 from transforms.query import MEMO_LIMIT, Atom, Document, Match, Query, any_of, evidence, minimal, \
-    compile_node, parse_query, positive_matches, stem_keys_of, term_match, \
+    compile_node, parse_query, positive_matches, remembered_keys, stem_keys_of, term_match, \
     trigger as _trigger
 from transforms.topic_rules import KeywordSpec, TopicSpec, VariantSpec, variants_table
 
@@ -265,10 +265,7 @@ class Tagger:
 
     def _ids_of(self, word: str) -> tuple[int, ...]:
         """The ids of a word's keys (as `_keys` gives them), remembered."""
-        keys = self._memo.get(word)
-        if keys is None:
-            folded = fold_token(word)
-            keys = self._keys(folded, word) if folded else ()
+        keys = remembered_keys(word, self._keys, self._memo)
         key_ids = self._key_ids
         ids = tuple(sorted({i for key in keys if key in key_ids for i in key_ids[key]}))
         if len(self._word_ids) >= MEMO_LIMIT:
