@@ -124,3 +124,18 @@ def test_a_worker_warms_its_stages_up_in_the_batch_folder_and_leaves_nothing_the
             worker.close()
         for left in folder.iterdir():
             left.unlink()
+
+
+def test_settled_heap_is_frozen_with_a_large_young_generation_and_restored() -> None:
+    import gc
+
+    from pipeline.graph.microbatch import YOUNG_OBJECTS, restore_heap, settle_heap
+    before = gc.get_threshold()
+    saved = settle_heap()
+    try:
+        assert saved == before
+        assert gc.get_threshold() == (YOUNG_OBJECTS, *before[1:])
+        assert gc.get_freeze_count() > 0          # what was loaded is out of later collections
+    finally:
+        restore_heap(saved)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -2,11 +2,12 @@
 import json
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.counts import CountPerWindow
-from transforms.dedup import Deduplicate
+from transforms.dedup import Deduplicate, pack, unpack
 from transforms.language import DetectLanguage
 from transforms.parse import ParseFeedItems
 from transforms.records import Article, FeedDocument, KeywordCount, RawItem, TopicCount
@@ -52,13 +53,21 @@ def test_parse_feed_and_items_with_dead_letters() -> None:
         ]), label="dead")
 
 
-def test_dedup_keeps_earliest_fetched_copy_per_id() -> None:
+@pytest.mark.parametrize("compress", [True, False])
+def test_dedup_keeps_earliest_fetched_copy_per_id(compress: bool) -> None:
     copies = [article("a", fetched="2017-10-15T12:00:00Z", source="late"),
               article("a", fetched="2017-10-15T11:00:00Z", source="early"),
               article("b")]
     with TestPipeline() as p:
-        kept = p | beam.Create(copies) | Deduplicate() | beam.Map(lambda a: (a.id, a.source))
+        kept = (p | beam.Create(copies) | Deduplicate(compress=compress)
+                | beam.Map(lambda a: (a.id, a.source)))
         assert_that(kept, equal_to([("a", "early"), ("b", "s")]))
+
+
+def test_packed_articles_unpack_compressed_or_not() -> None:
+    a = article("a", title="=starts with the plain marker")
+    assert unpack(pack(a)) == a and unpack(pack(a, compress=False)) == a
+    assert pack(a)[:1] != b"=" and pack(a, compress=False)[:1] == b"="
 
 
 def test_language_and_topics_stages() -> None:

@@ -68,7 +68,12 @@ class Article:
     story_size: int = 0            # articles of the story known so far (0: unknown)
 
     def replace(self, **changes: Any) -> "Article":
-        return dataclasses.replace(self, **changes)
+        """`dataclasses.replace`, without the frozen __init__ (one object.__setattr__ per field:
+        6 us an article, and every stage replaces each article once)."""
+        unknown = changes.keys() - _ARTICLE_FIELD_SET
+        if unknown:
+            raise TypeError(f"Article has no field {sorted(unknown)[0]!r}")
+        return cast("Article", _assembled(Article, {**self.__dict__, **changes}))
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -93,6 +98,14 @@ class Article:
                 for topic, terms in self.evidence
             }
         return record
+
+
+def _assembled(cls: type, values: dict[str, Any]) -> Any:
+    """A record of dataclass `cls` from a value for every field (its own or another record's),
+    as its __init__ would make it, but without setting the frozen fields one by one."""
+    record: Any = object.__new__(cls)
+    record.__dict__.update(values)
+    return record
 
 
 def article_to_state(article: Article) -> dict[str, Any]:
@@ -244,14 +257,18 @@ class _RecordCoder(beam_coders.Coder):
     record: type = object
 
     def __init__(self) -> None:
-        self._values = operator.attrgetter(*(f.name for f in dataclasses.fields(self.record)))
+        self._names = tuple(f.name for f in dataclasses.fields(self.record))
+        self._values = operator.attrgetter(*self._names)
         self._tuple = beam_coders.FastPrimitivesCoder().get_impl()
 
     def encode(self, value: Any) -> bytes:
         return cast("bytes", self._tuple.encode(self._values(value)))
 
     def decode(self, encoded: bytes) -> Any:
-        return self.record(*self._tuple.decode(encoded))
+        values = self._tuple.decode(encoded)
+        if len(values) != len(self._names):      # not written by this version: let __init__ say so
+            return self.record(*values)
+        return _assembled(self.record, dict(zip(self._names, values)))
 
     def is_deterministic(self) -> bool:
         return True

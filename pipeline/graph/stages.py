@@ -57,19 +57,21 @@ def _count(namespace: str, name: str) -> Any:
 
 def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = False,
                  extra_dead: Sequence[beam.PCollection] = (), trigger: Any = None,
-                 counts: bool = True, stories: bool = True) -> StageOutputs:
+                 counts: bool = True, stories: bool = True, compress_shuffle: bool = True) -> StageOutputs:
     """FeedDocument | RawItem -> articles, keyword counts, topic counts, stories, dead letters.
 
     `counts=False` stops after tagging (a stateful run recounts from its store instead);
     `stories=False` leaves story grouping to the caller (a stateful run groups new articles
-    against the story signatures in its store, at commit)."""
+    against the story signatures in its store, at commit); `compress_shuffle=False` for small
+    bounded inputs (a stream micro-batch: `Deduplicate(compress=False)`)."""
     parsed = items | "ParseFeedItems" >> ParseFeedItems()
     fresh = parsed.articles
     if streaming:  # before dedup and windowing: Beam would drop a late article silently
         split = fresh | "SplitLate" >> SplitLate(config.windows.size, config.windows.period,
                                                  config.windows.allowed_lateness)
         fresh = split[SplitLate.ON_TIME]
-    deduped = fresh | "Deduplicate" >> Deduplicate(ttl_seconds=config.dedup.ttl if streaming else None)
+    deduped = fresh | "Deduplicate" >> Deduplicate(ttl_seconds=config.dedup.ttl if streaming else None,
+                                                        compress=compress_shuffle)
     detected = deduped | "DetectLanguage" >> DetectLanguage(
         config.language.allowed, dict(config.language.aliases), config.language.second_opinion)
     grouped = detected.articles

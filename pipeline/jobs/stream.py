@@ -42,7 +42,7 @@ from apache_beam.transforms import trigger as beam_trigger
 from pipeline.config import Config, UsageError
 from pipeline.graph.signals import StopOnSignal, crash_point
 from pipeline.graph.beam_patches import fix_direct_runner_metrics, larger_pubsub_pulls
-from pipeline.graph.microbatch import StageWorker
+from pipeline.graph.microbatch import StageWorker, restore_heap, settle_heap
 from pipeline.graph.runner import new_pipeline
 from pipeline.graph.stages import apply_stages, story_options, write_alerts, write_sinks
 from pipeline.graph.summary import Summary, metric_counters, read_metrics, sink_paths
@@ -527,6 +527,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
             prefetch = _Prefetch(puller, leases)
             # the worker process starts (and loads the language profiles) before the first batch
             batches = _Batches(config, beam_args, store, processes=STAGE_PROCESSES)
+            heap: tuple[int, ...] | None = None
             try:
                 outputs = StreamOutputs(config, store, exporter)
                 exported = outputs.export()   # what a killed job committed but never exported
@@ -539,6 +540,7 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                 if config.alerts:
                     _say(f"alert rules ({len(config.alerts)}) judge changed windows every "
                          f"{max(config.windows.early, 2.0):g}s, closed ones within 2s")
+                heap = settle_heap()    # models and matchers are loaded: see microbatch.settle_heap
                 prefetch.start()
                 next_progress = time.monotonic() + PROGRESS_EVERY
                 number = 0
@@ -618,6 +620,8 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                      f"({batches.pipelines} pipelines); gave back {len(rest)} unprocessed messages: "
                      f"{_summary_progress(summary)}")
             finally:
+                if heap is not None:
+                    restore_heap(heap)
                 prefetch.halt()
                 batches.close()
                 leases.stop()
