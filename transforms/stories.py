@@ -105,12 +105,14 @@ def title_tokens(title: str) -> list[str]:
     return words(strip_outlet(title))
 
 
-def features(title: str, summary: str, min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS) -> set[str]:
+def features(title: str, summary: str, min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS,
+             tokens: Sequence[str] | None = None) -> set[str]:
     """The set compared between articles; empty (never merges) when the title is too short.
 
     Title tokens count TITLE_WEIGHT times (`1:token`, `2:token` beside `token`): the title
-    carries the story, and outlets replace the lede more often than the title."""
-    head = set(title_tokens(title))
+    carries the story, and outlets replace the lede more often than the title.  `tokens`: the
+    title's `title_tokens`, when the caller has them."""
+    head = set(title_tokens(title) if tokens is None else tokens)
     if len(head) < min_title_tokens:
         return set()
     feats = head | set(words(lede(summary)))
@@ -119,10 +121,20 @@ def features(title: str, summary: str, min_title_tokens: int = DEFAULT_MIN_TITLE
     return feats
 
 
-def title_numbers(title: str) -> tuple[str, ...]:
+def title_numbers(title: str, tokens: Sequence[str] | None = None) -> tuple[str, ...]:
     """The numbers in the title (at most MAX_NUMBERS): a follow-up with another toll or round
     number ("3 killed" / "6 killed", "round 19" / "round 21") is another story."""
-    return tuple(sorted({t for t in title_tokens(title) if t.isdigit()}))[:MAX_NUMBERS]
+    return tuple(sorted({t for t in (title_tokens(title) if tokens is None else tokens)
+                         if t.isdigit()}))[:MAX_NUMBERS]
+
+
+def signed(article: Article, signer: "Signer",
+           min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """What an article is matched by: its signature (None: too short a title) and title numbers
+    (the title is tokenised once for both)."""
+    tokens = title_tokens(article.title)
+    return (signer.sign(features(article.title, article.summary, min_title_tokens, tokens)),
+            title_numbers(article.title, tokens))
 
 
 def numbers_agree(a: Sequence[str], b: Sequence[str]) -> bool:
@@ -373,9 +385,7 @@ Prepared = tuple[Article, float, "np.ndarray | None", tuple[str, ...]]
 def prepare(article: Article, matcher: StoryMatcher,
             min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS) -> Prepared:
     """What matching needs of one article: its time, signature and title numbers (may raise)."""
-    return (article, to_epoch(article.published),
-            matcher.signer.sign(features(article.title, article.summary, min_title_tokens)),
-            title_numbers(article.title))
+    return (article, to_epoch(article.published), *signed(article, matcher.signer, min_title_tokens))
 
 
 def assign_prepared(prepared: Sequence[Prepared], matcher: StoryMatcher) -> list[Article]:
@@ -467,8 +477,7 @@ class _StreamingStoriesFn(beam.DoFn):
         mem = memory.read() or _empty_memory(opts.num_perm)
         try:
             published = to_epoch(article.published)
-            sig = self.signer.sign(features(article.title, article.summary, opts.min_title_tokens))
-            numbers = title_numbers(article.title)
+            sig, numbers = signed(article, self.signer, opts.min_title_tokens)
         except Exception as exc:  # noqa: BLE001 - one article must not fail the job
             yield dead_letter(STAGE, article, exc)
             return

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, wait as wait_for_futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,6 +282,7 @@ BUFFER_ITEMS = 2 * MAX_BATCH        # pulled ahead while a batch is processed
 BUFFER_BYTES = 2 * MAX_BATCH_BYTES
 PULL_TIMEOUT = 1.0                  # an idle pull returns after this long
 BATCH_SECONDS = 4.0                 # a micro-batch should take about this long at most (two are in hand)
+MIN_QUEUED = 200                    # a batch queued behind busy workers has at least this many (or a quarter of the limit)
 # worker processes running the stages (0: in the driver). One beside the driver was the fastest
 # on 2 CPUs (20,000-message burst: 1,080-1,222 items/s; two workers 895-1,112; none 929)
 STAGE_PROCESSES = int(os.environ.get("MEDIAMON_STREAM_PROCESSES", "1"))
@@ -349,6 +350,11 @@ class _Prefetch:
             self.cond.notify_all()
             return out
 
+    def buffered(self) -> int:
+        """Messages pulled and not taken yet."""
+        with self.cond:
+            return len(self.buffer)
+
     def halt(self) -> list[Pulled]:
         """Stop pulling; return what was pulled but not taken (to be given back)."""
         self.stop.set()
@@ -380,6 +386,11 @@ class _InFlight:
 
     def done(self) -> bool:
         return self.pending is None or self.pending.future.done()
+
+    def wait(self, seconds: float) -> None:
+        """Until the stages are done, at most `seconds`."""
+        if self.pending is not None:
+            wait_for_futures([self.pending.future], timeout=seconds)
 
 
 @dataclass
@@ -588,7 +599,16 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                     # a batch should take at most BATCH_SECONDS at the recent rate, so a stop
                     # (which finishes the batches in hand) stays well inside the 15 s budget
                     limit = int(min(MAX_BATCH, max(100, rate * BATCH_SECONDS / depth)))
-                    pulled = prefetch.take(wait=0.05 if in_flight else 0.5, limit=limit)
+                    # while the workers are busy, a small batch is not queued behind them: the
+                    # messages wait for the worker that frees first, with what comes meanwhile
+                    # (at the start of a burst, batches of 100 each paid a pipeline run's fixed cost)
+                    deferred = (len(in_flight) >= depth and not in_flight[-1].done()
+                                and prefetch.buffered() < max(MIN_QUEUED, limit // 4))
+                    if deferred:
+                        in_flight[-1].wait(0.05)
+                        pulled = []
+                    else:
+                        pulled = prefetch.take(wait=0.05 if in_flight else 0.5, limit=limit)
                     if time.monotonic() >= next_progress:
                         _say(_summary_progress(summary))
                         next_progress += PROGRESS_EVERY
@@ -599,8 +619,10 @@ def run_stream_exactly_once(config: Config, beam_args: Sequence[str] = (),
                         in_flight.append(_InFlight(number, pulled, batches.submit(raws, uuid.uuid4().hex[:16])
                                                    if raws else None, time.monotonic(), prefetch.cut))
                     # commit the oldest when the workers are all busy, when it is done, or when
-                    # nothing new came (then latency matters more than overlap)
-                    while in_flight and (len(in_flight) > depth or not pulled or in_flight[0].done()):
+                    # nothing new came and nothing waits to be taken (then latency matters more
+                    # than overlap)
+                    while in_flight and (len(in_flight) > depth or in_flight[0].done()
+                                         or not (pulled or deferred)):
                         finish(in_flight.popleft())
                 while in_flight:     # drain: the batches in the workers are committed too
                     finish(in_flight.popleft())

@@ -14,7 +14,7 @@ from pipeline.store import sqlite
 from pipeline.store.sqlite import chunks, marks
 from transforms.counts import windows_of
 from transforms.records import Article, article_from_state, article_to_state
-from transforms.stories import Remembered, StoryMatcher, StoryOptions, features, order_key, title_numbers
+from transforms.stories import Remembered, StoryMatcher, StoryOptions, order_key, signed
 from transforms.timeutil import now_iso, to_epoch
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,7 @@ class ArticleStore:
                 matcher.expire(first - options.horizon)
             for article in group:
                 published = to_epoch(article.published)
-                sig = matcher.signer.sign(features(article.title, article.summary, options.min_title_tokens))
-                numbers_ = title_numbers(article.title)
+                sig, numbers_ = signed(article, matcher.signer, options.min_title_tokens)
                 story = matcher.match(sig, published, numbers_) or article.id
                 if sig is not None:
                     matcher.remember(Remembered(article.id, published, story, sig, numbers_))
