@@ -64,8 +64,10 @@ class ReadSpool(beam.PTransform):
         self.path = str(path)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return cast("beam.PCollection", pbegin | "SpoolFile" >> beam.Create([self.path], reshuffle=False)
-                    | "Read" >> beam.FlatMap(_read_spool).with_output_types(RawItem))
+        # an impulse and one DoFn (Create would add two more, each inspected on every run)
+        path = self.path
+        return cast("beam.PCollection", pbegin | "Start" >> beam.Impulse()
+                    | "Read" >> beam.FlatMap(lambda _: _read_spool(path)).with_output_types(RawItem))
 
 
 class _WriteOutputsFn(beam.DoFn):
@@ -89,12 +91,17 @@ class SpoolOutputs(beam.PTransform):
         self.path = str(path)
 
     def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
-        articles, dead = pcolls
         article_coder, dead_coder = ArticleCoder(), DeadLetterCoder()
-        tagged_articles = articles | "TagArticles" >> beam.Map(lambda a: (None, _ARTICLE + article_coder.encode(a)))
-        tagged_dead = dead | "TagDead" >> beam.Map(lambda d: (None, _DEAD + dead_coder.encode(d)))
-        return cast("beam.PCollection", (tagged_articles, tagged_dead)
+
+        def tagged(record: Article | DeadLetter) -> tuple[None, bytes]:
+            if isinstance(record, Article):
+                return None, _ARTICLE + article_coder.encode(record)
+            return None, _DEAD + dead_coder.encode(record)
+
+        # one DoFn for both kinds (each DoFn of the graph is inspected on every run)
+        return cast("beam.PCollection", pcolls
                     | "Together" >> beam.Flatten()
+                    | "Encode" >> beam.Map(tagged)
                     | "OneBatch" >> beam.GroupByKey()
                     | "WriteOutputs" >> beam.ParDo(_WriteOutputsFn(self.path)))
 
