@@ -258,6 +258,21 @@ def cpu_seconds(pid: int, tree: bool = True) -> float:
     return total
 
 
+def calibrate() -> float:
+    """CPU milliseconds of a fixed pure-Python loop: how fast this machine is right now.  On the
+    shared 2-core machine the same job took 8 to 15 CPU-seconds for the same 20,000 messages
+    from one hour to the next; this figure, taken before and after the run, says which kind of
+    hour a result came from."""
+    times = []
+    for _ in range(3):
+        started = time.process_time()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i % 7
+        times.append((time.process_time() - started) * 1000)
+    return statistics.median(times)
+
+
 def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen: list[str]) -> None:
     """Read the job's stderr until a line contains `needle` (lines kept in `seen`)."""
     deadline = time.monotonic() + timeout
@@ -376,7 +391,8 @@ def table(r: dict[str, Any]) -> str:
                                               f"this bench (publisher, sink watcher) {r['cpu']['bench']:.1f} s "
                                               f"of {os.cpu_count() or 1} x {r['seconds']:.1f} s"),
         ("peak memory of the stream job (VmHWM, driver + worker)", f"{r['peak_mb']:.0f} MB"),
-        ("machine", f"{os.cpu_count()} CPUs, load average {r['load']:.1f} at the end"),
+        ("machine", f"{os.cpu_count()} CPUs, load average {r['load']:.1f} at the end; a fixed Python loop "
+                    f"took {r['speed'][0]:.0f} ms before, {r['speed'][1]:.0f} ms after (less is faster)"),
         ("SIGTERM to exit", f"{r['stop_seconds']:.1f} s"),
         ("summary", f"{s['items_read']} read = {s['articles']} articles + {s['duplicates']} duplicates + "
                     f"{s['dead_letters']} dead letters + {s['late']} late: "
@@ -398,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="stream-bench-") as tmp:
         work = Path(tmp)
+        speed_before = calibrate()
         emulator, host = start_emulator(work / "emulator.log")
         os.environ["PUBSUB_EMULATOR_HOST"] = host     # before any client is made (also for the job)
         try:
@@ -405,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                            emulator.pid)
         finally:
             stop_emulator(emulator)
+    result["speed"] = (speed_before, calibrate())
     result["window"] = args.window
     result["mode"] = args.mode
     print(table(result), end="")
