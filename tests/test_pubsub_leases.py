@@ -77,3 +77,42 @@ def test_the_thread_sends_the_due_extensions() -> None:
     finally:
         leases.stop()
     assert puller.leased and puller.leased[0] == (["x"], ACK_DEADLINE)
+
+
+class EmptyPuller:
+    """Answers every pull at once with nothing (as the emulator does after ~45 ms), and
+    once `arrive` is set, with one message."""
+
+    def __init__(self) -> None:
+        import threading
+        self.pulls = 0
+        self.arrive = threading.Event()
+
+    def pull(self, room: int, timeout: float = 1.0) -> list[Any]:
+        from pipeline.io.pubsub import Pulled
+        self.pulls += 1
+        if self.arrive.is_set():
+            self.arrive.clear()
+            return [Pulled("ack-1", "m-1", b"{}", (), 0.0)]
+        return []
+
+
+def test_idle_pulls_back_off_and_a_message_still_comes_in_promptly() -> None:
+    """A quiet subscription is not pulled 20 times a second (each empty pull cost the emulator
+    6-9 ms of CPU), and a message that arrives is taken within the longest pause."""
+    import time
+    from pipeline.jobs.stream import IDLE_PULL_PAUSE, _Prefetch, idle_pause
+    assert [idle_pause(n) for n in (1, 2, 3, 4, 10)] == [0.05, 0.1, 0.2, IDLE_PULL_PAUSE, IDLE_PULL_PAUSE]
+    puller = EmptyPuller()
+    prefetch = _Prefetch(puller, Leases(FakePuller())).start()  # type: ignore[arg-type]
+    try:
+        time.sleep(2.0)
+        idle_pulls = puller.pulls
+        puller.arrive.set()
+        sent = time.monotonic()
+        taken = prefetch.take(wait=3.0)
+        waited = time.monotonic() - sent
+    finally:
+        prefetch.halt()
+    assert 3 <= idle_pulls <= 2.0 / IDLE_PULL_PAUSE + 4     # not one per return of an empty pull
+    assert [m.ack_id for m in taken] == ["ack-1"] and waited <= IDLE_PULL_PAUSE + 0.5

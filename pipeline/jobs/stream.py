@@ -281,12 +281,23 @@ MAX_BATCH_BYTES = 48 * 1024 * 1024  # ... and bytes (an 8 MB message makes a sma
 BUFFER_ITEMS = 2 * MAX_BATCH        # pulled ahead while a batch is processed
 BUFFER_BYTES = 2 * MAX_BATCH_BYTES
 PULL_TIMEOUT = 1.0                  # an idle pull returns after this long
+IDLE_PULL_PAUSE = 0.4               # at most this long between pulls when they come back empty (idle_pause)
 BATCH_SECONDS = 4.0                 # a micro-batch should take about this long at most (two are in hand)
 MIN_QUEUED = 200                    # a batch queued behind busy workers has at least this many (or a quarter of the limit)
 # worker processes running the stages (0: in the driver). One beside the driver was the fastest
 # on 2 CPUs (20,000-message burst: 1,080-1,222 items/s; two workers 895-1,112; none 929)
 STAGE_PROCESSES = int(os.environ.get("MEDIAMON_STREAM_PROCESSES", "1"))
 
+
+
+def idle_pause(empty: int) -> float:
+    """Seconds to wait after `empty` empty pulls in a row: 0.05, 0.1, 0.2, then IDLE_PULL_PAUSE.
+
+    An empty pull comes back at once or after a short wait (the emulator: ~45 ms), and each
+    one costs the server as much as a pull of a hundred messages: a quiet stream pulled 20
+    times a second (the emulator's CPU: 6-9 ms a pull; the driver's ~2 ms), and so did a busy
+    job once it had pulled everything there was.  A new message waits at most the pause."""
+    return min(IDLE_PULL_PAUSE, 0.05 * 2 ** (empty - 1))
 
 
 class _Prefetch:
@@ -309,6 +320,7 @@ class _Prefetch:
         return self
 
     def _run(self) -> None:
+        idle = 0      # empty pulls in a row
         try:
             while not self.stop.is_set():
                 with self.cond:
@@ -319,7 +331,10 @@ class _Prefetch:
                     return
                 pulled = self.puller.pull(room, timeout=PULL_TIMEOUT)
                 if not pulled:
+                    idle += 1
+                    self.stop.wait(idle_pause(idle))
                     continue
+                idle = 0
                 self.leases.hold(m.ack_id for m in pulled)
                 with self.cond:
                     self.buffer.extend(pulled)
