@@ -20,6 +20,7 @@ from benchmarks.story_pairs import load, minhash_decider, score
 from transforms.counts import CountPerWindow
 from transforms.records import Article, ArticleCoder
 from transforms.stories import (
+    FEATURE_ROWS,
     GroupStories,
     Remembered,
     Signer,
@@ -291,16 +292,35 @@ def test_a_recurring_headline_template_does_not_make_matching_quadratic() -> Non
     assert matcher.assign("copy", 2000.0, rewrite, ("2009",)) == "t1999"
 
 
-def test_signatures_equal_a_fresh_datasketch_minhash_per_article() -> None:
-    """The Signer reuses one MinHash and remembers feature hashes; what it returns must be the
-    library's signature (stores written before keep matching)."""
+DEV = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "topics-dev" / "labelled.jsonl"
+
+
+@pytest.mark.parametrize("remember", [FEATURE_ROWS, 40], ids=["default", "rows-reused"])
+def test_signatures_equal_a_fresh_datasketch_minhash_per_article(remember: int) -> None:
+    """The Signer keeps each feature's permuted row (reusing the oldest rows when full) and
+    computes the rest itself; what it returns must be the library's signature, article after
+    article (stores written before keep matching): the examples here, and the corpus's real
+    headlines and ledes in six languages when it is present."""
     from datasketch import MinHash
-    signer = Signer()
-    for i, (title, summary) in enumerate([EN, EN_COPY, EN_OTHER] * 3):
-        feats = features(f"{title} {i}", summary)
+    pairs = [(f"{title} {i}", summary) for i, (title, summary) in
+             enumerate([EN, EN_COPY, EN_OTHER, AR, AR_COPY, FR, TR, TR_COPY] * 3)]
+    if DEV.exists():
+        pairs += [(r["title"], r.get("summary", "")) for r in map(json.loads, DEV.read_text("utf-8").splitlines())]
+    signer = Signer(remember=remember)
+    signed_ = 0
+    for title, summary in pairs:
+        feats = features(title, summary)
+        if not feats:
+            assert signer.sign(feats) is None
+            continue
         reference = MinHash(num_perm=128, seed=1)
         reference.update_batch([f.encode("utf-8") for f in sorted(feats)])
-        assert np.array_equal(signer.sign(feats), np.asarray(reference.hashvalues, dtype=np.uint32))
+        assert np.array_equal(signer.sign(feats), np.asarray(reference.hashvalues, dtype=np.uint32)), title
+        signed_ += 1
+    assert signed_ >= 20 and len(signer._rows) <= max(remember, 1024)
+    # a list with a feature twice is the set's signature
+    feats = sorted(features(*EN))
+    assert np.array_equal(signer.sign(feats + feats[:3]), signer.sign(set(feats)))
 
 
 def test_a_forgotten_article_stays_forgotten_when_the_rows_grow_and_is_found_once_remembered_again() -> None:

@@ -297,7 +297,7 @@ def idle_pause(empty: int) -> float:
     one costs the server as much as a pull of a hundred messages: a quiet stream pulled 20
     times a second (the emulator's CPU: 6-9 ms a pull; the driver's ~2 ms), and so did a busy
     job once it had pulled everything there was.  A new message waits at most the pause."""
-    return min(IDLE_PULL_PAUSE, 0.05 * 2 ** (empty - 1))
+    return min(IDLE_PULL_PAUSE, 0.05 * 2.0 ** (empty - 1))
 
 
 class _Prefetch:
