@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence, cast
 
 import apache_beam as beam
+from apache_beam.typehints import KV
 
 from transforms.records import Article, ArticleCoder, DeadLetter, DeadLetterCoder, RawItem, RawItemCoder
 
@@ -74,7 +75,7 @@ class _WriteOutputsFn(beam.DoFn):
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def process(self, element: tuple[None, Iterable[bytes]]) -> Iterator[int]:
+    def process(self, element: tuple[str, Iterable[bytes]]) -> Iterator[int]:
         _, records = element
         written = list(records)
         _write_records(Path(self.path), written)
@@ -93,15 +94,16 @@ class SpoolOutputs(beam.PTransform):
     def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         article_coder, dead_coder = ArticleCoder(), DeadLetterCoder()
 
-        def tagged(record: Article | DeadLetter) -> tuple[None, bytes]:
+        def tagged(record: Article | DeadLetter) -> tuple[str, bytes]:
             if isinstance(record, Article):
-                return None, _ARTICLE + article_coder.encode(record)
-            return None, _DEAD + dead_coder.encode(record)
+                return "", _ARTICLE + article_coder.encode(record)
+            return "", _DEAD + dead_coder.encode(record)
 
-        # one DoFn for both kinds (each DoFn of the graph is inspected on every run)
+        # one DoFn for both kinds (each DoFn of the graph is inspected on every run); typed, so
+        # the shuffle's coders are str and bytes (inferred from `tagged`, both were pickled)
         return cast("beam.PCollection", pcolls
                     | "Together" >> beam.Flatten()
-                    | "Encode" >> beam.Map(tagged)
+                    | "Encode" >> beam.Map(tagged).with_output_types(KV[str, bytes])
                     | "OneBatch" >> beam.GroupByKey()
                     | "WriteOutputs" >> beam.ParDo(_WriteOutputsFn(self.path)))
 
