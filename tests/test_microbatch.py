@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,7 @@ def test_each_run_of_the_reused_graph_equals_a_graph_built_for_that_batch(config
         now = stages._pipeline.options.get_all_options()
         assert options is None or now == options                  # Beam leaves the options as they were
         options = now
+    assert stages.reused == len(batches) - 1       # runs after the first reuse the runner-API form
     articles, dead = read_outputs(spool / "b1.out")
     assert len(articles) == 3 and len(dead) == 1
     assert {a.language for a in read_outputs(spool / "b2.out")[0]} == {"en", "fr", "ar"}
@@ -139,3 +141,25 @@ def test_settled_heap_is_frozen_with_a_large_young_generation_and_restored() -> 
     finally:
         restore_heap(saved)
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_the_reused_runner_api_form_is_the_one_beam_builds_for_a_run(
+        config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later runs hand the runner the form made after the first run: it must be the form
+    Beam's own `Pipeline.run` gave the runner (same transforms, coders, environments and
+    pickled DoFns), or the later runs would run another graph."""
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    given: list[Any] = []
+    original = FnApiRunner.run_via_runner_api
+
+    def record(self: Any, proto: Any, options: Any) -> Any:
+        given.append(proto.SerializeToString(deterministic=True))
+        return original(self, proto, options)
+
+    monkeypatch.setattr(FnApiRunner, "run_via_runner_api", record)
+    stages = StagesPipeline(config, [])
+    spool = tmp_path / "spool"
+    stages.run(batch(spool, "b1", [raw(1)]), spool / "b1.out")     # Beam's path
+    stages.run(batch(spool, "b2", [raw(2)]), spool / "b2.out")     # the form reused
+    assert stages.reused == 1 and len(given) == 2
+    assert given[1] == given[0]
