@@ -72,7 +72,8 @@ class StagesPipeline:
         self.beam_args = list(beam_args)
         self._lock = threading.Lock()
         self._pipeline: beam.Pipeline | None = None
-        self._proto: beam_runner_api_pb2.Pipeline | None | bool = None   # False: not reusable
+        self._proto: beam_runner_api_pb2.Pipeline | None = None    # made after the first run
+        self._reusable = False            # the runner takes a reused runner-API form (_execute)
         self.reused = 0                   # runs that reused the graph's runner-API form
         self._inbox = self._outbox = Path()
 
@@ -85,6 +86,8 @@ class StagesPipeline:
         (outputs.articles, outputs.dead_letters) | "Outputs" >> SpoolOutputs(self._outbox)
         self._pipeline = p
         self._proto = None
+        self._reusable = (type(p.runner) is FnApiRunner
+                          and p.options.view_as(DirectOptions).direct_running_mode == "in_memory")
 
     def _execute(self) -> PipelineResult:
         """One run of the graph.  Beam's `Pipeline.run` turns the graph into its runner-API form
@@ -96,16 +99,12 @@ class StagesPipeline:
         runner takes `Pipeline.run` every time."""
         p = self._pipeline
         assert p is not None
+        if not self._reusable:
+            return p.run()
         if self._proto is None:
             result = p.run()
-            if (type(p.runner) is FnApiRunner
-                    and p.options.view_as(DirectOptions).direct_running_mode == "in_memory"):
-                self._proto = p.to_runner_api(default_environment=EmbeddedPythonEnvironment.default())
-            else:
-                self._proto = False
+            self._proto = p.to_runner_api(default_environment=EmbeddedPythonEnvironment.default())
             return result
-        if self._proto is False:
-            return p.run()
         proto = beam_runner_api_pb2.Pipeline()
         proto.CopyFrom(self._proto)
         self.reused += 1
