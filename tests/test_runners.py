@@ -104,3 +104,23 @@ def test_setup_py_builds_a_package_with_pipeline_and_transforms(tmp_path: Path) 
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     assert {"setup.py", "pipeline/__init__.py", "pipeline/jobs/batch.py", "pipeline/graph/stages.py", "pipeline/cli.py",
             "transforms/__init__.py", "transforms/records.py", "transforms/langid.py"} <= names
+
+
+def test_prism_runs_without_dynamic_splits_and_other_runners_are_left_alone() -> None:
+    """Prism 2.77's dynamic splits break key-exclusive state (pipeline/graph/runner.py): a job on
+    Prism asks Prism to turn them off, keeping the user's own experiments; no other runner gets it."""
+    from apache_beam.options.pipeline_options import DebugOptions
+
+    from pipeline.config import load_config
+    from pipeline.graph.runner import PRISM_NO_SPLITS, pipeline_options
+    config = load_config(DEMO)
+
+    def experiments(args: list[str], streaming: bool = True) -> list[str]:
+        return pipeline_options(config, args, streaming=streaming).view_as(DebugOptions).experiments or []
+    assert PRISM_NO_SPLITS in experiments(["--runner=PrismRunner"])
+    assert PRISM_NO_SPLITS in experiments(["--runner=PrismRunner"], streaming=False)
+    mine = experiments(["--runner=PrismRunner", "--experiments=mine", f"--experiments={PRISM_NO_SPLITS}"])
+    assert "mine" in mine and mine.count(PRISM_NO_SPLITS) == 1
+    assert PRISM_NO_SPLITS not in experiments([])
+    assert PRISM_NO_SPLITS not in experiments(["--runner=DataflowRunner"])
+    assert PRISM_NO_SPLITS not in experiments(PORTABLE, streaming=False)
