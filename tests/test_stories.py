@@ -342,3 +342,116 @@ def test_a_forgotten_article_stays_forgotten_when_the_rows_grow_and_is_found_onc
         matcher.forget(f"id{i}")
     assert matcher.match(probe, 500.0) == "first" and list(matcher.remembered) == ["first"]
     assert matcher.match(signatures[places[7]], 500.0) == "first"   # similar enough, the only one left
+
+
+class _State:
+    """A ReadModifyWriteState as Beam hands it to a DoFn, encoded as the runner stores it
+    (PickleCoder), so every read is a fresh copy of what the last write committed."""
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+    def read(self) -> Any:
+        import pickle
+        return None if self.data is None else pickle.loads(self.data)
+
+    def write(self, value: Any) -> None:
+        import pickle
+        self.data = pickle.dumps(value)
+
+    def clear(self) -> None:
+        self.data = None
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def set(self, at: Any) -> None:
+        self.at = float(at)
+
+
+T0 = 1_500_000_000      # `article`'s epoch
+
+
+def _stream_fn(options: StoryOptions) -> Any:
+    from transforms.stories import _StreamingStoriesFn
+    fn = _StreamingStoriesFn(options)
+    fn.setup()
+    return fn
+
+
+def _corpus_articles() -> list[Article]:
+    """Real headlines and ledes (the corpus when present, else the examples here), two copies
+    of some, an hour apart each, in one language key: a stream in published order."""
+    pairs = [EN, EN_COPY, EN_OTHER, FR, FR_COPY, FR_OTHER, TR, TR_COPY, TR_FOLLOW_UP, TR_OTHER,
+             AR, AR_COPY, AR_FOLLOW_UP, AR_EARLIER]
+    if DEV.exists():
+        pairs += [(r["title"], r.get("summary", "")) for r in map(json.loads, DEV.read_text("utf-8").splitlines())]
+    out = []
+    for i, (title, summary) in enumerate(pairs + pairs[::7]):
+        out.append(article(f"id{i:04d}", title, summary, at=i * 60.0, language="en", source=f"s{i % 5}"))
+    return out
+
+
+def test_streaming_stage_assigns_the_batch_stories_to_articles_in_order_and_after_a_foreign_write() -> None:
+    """Fed in published order, the streaming stage names the stories the batch stage names;
+    two workers taking turns on the same state (each state write is one the other did not
+    make) rebuild their matchers and still agree, and a redelivered article keeps its story."""
+    articles = _corpus_articles()
+    batch = {a.id: (a.story, a.story_size) for a in group_articles(articles, StoryOptions().matcher())}
+    assert len({s for s, _ in batch.values()}) < len(articles)        # some stories merge
+
+    def stories(outs: dict[str, tuple[str, int]]) -> dict[str, str]:
+        return {ident: story for ident, (story, _) in outs.items()}
+
+    def final_sizes(outs: dict[str, tuple[str, int]]) -> dict[str, int]:
+        return {story: size for story, size in outs.values()}   # in order: a story's last size
+
+    one, state, timer = _stream_fn(StoryOptions()), _State(), _Timer()
+    alone: dict[str, tuple[str, int]] = {}
+    for a in articles:
+        for out in one.process(("en", a), memory=state, expiry=timer):
+            alone[out.id] = (out.story, out.story_size)
+    assert stories(alone) == stories(batch) and final_sizes(alone) == final_sizes(batch)
+    assert one.rebuilds == 1                     # built once, then kept with the state's token
+
+    workers, state = [_stream_fn(StoryOptions()), _stream_fn(StoryOptions())], _State()
+    taking_turns: dict[str, tuple[str, int]] = {}
+    for i, a in enumerate(articles):
+        for out in workers[(i // 3) % 2].process(("en", a), memory=state, expiry=timer):
+            taking_turns[out.id] = (out.story, out.story_size)
+    assert taking_turns == alone
+    assert min(w.rebuilds for w in workers) > 10
+    again = list(workers[0].process(("en", articles[1]), memory=state, expiry=timer))
+    known = batch[articles[1].id][0]
+    assert [(o.story, o.story_size) for o in again] == [(known, final_sizes(batch)[known])]
+    assert len(state.read()) == len(articles) - sum(1 for a in articles if features(a.title, a.summary) == set())
+
+
+def test_streaming_stage_cap_and_expiry_forget_the_oldest_in_state_and_in_the_kept_matcher() -> None:
+    """At `max_remembered` the oldest published article is forgotten (articles arrive out of
+    order), and the expiry timer forgets what is past the horizon: a copy of a forgotten
+    article starts its own story, in the state and in the matcher the worker kept."""
+    fn, state, timer = _stream_fn(StoryOptions(max_remembered=3, horizon=DAY)), _State(), _Timer()
+
+    def story(ident: str, text: tuple[str, str], at: float) -> str:
+        out = list(fn.process(("en", article(ident, *text, at=at, language="en")), memory=state, expiry=timer))
+        return str(out[0].story)
+    assert story("en", EN, 100.0) == "en"
+    assert story("fr", FR, 50.0) == "fr"          # older, arrives later
+    assert story("tr", TR, 300.0) == "tr"
+    assert story("ar", AR, 200.0) == "ar"          # 4 remembered: the oldest published (fr) goes
+    assert sorted(state.read().ids) == ["ar", "en", "tr"] and "fr" not in state.read().sizes
+    assert story("fr2", FR_COPY, 400.0) == "fr2"    # fr was forgotten; now en (100) goes
+    assert story("en2", EN_COPY, 500.0) == "en2"    # and ar (200)
+    assert sorted(state.read().ids) == ["en2", "fr2", "tr"]
+    assert timer.at == T0 + 300.0 + DAY              # the oldest left (tr) + horizon
+    from apache_beam.utils.timestamp import Timestamp
+    fn.expire(key="en", memory=state, expiry=timer, now=Timestamp(T0 + 400.0 + DAY))
+    assert state.read().ids == ["en2"] and timer.at == T0 + 500.0 + DAY
+    assert story("tr2", TR_COPY, 450.0 + DAY) == "tr2"
+    assert story("en3", EN, 460.0 + DAY) == "en2"
+    assert fn.rebuilds == 1
+    fn.expire(key="en", memory=state, expiry=timer, now=Timestamp(T0 + 10 * DAY))
+    assert state.read() is None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import re
+import uuid
 import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence, cast
@@ -309,12 +310,13 @@ class StoryMatcher:
     """One language's stories: feed articles in (published, id) order to `assign`."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, horizon: float = DEFAULT_HORIZON,
-                 num_perm: int = DEFAULT_NUM_PERM, max_remembered: int = DEFAULT_MAX_REMEMBERED) -> None:
+                 num_perm: int = DEFAULT_NUM_PERM, max_remembered: int = DEFAULT_MAX_REMEMBERED,
+                 signer: "Signer | None" = None) -> None:
         self.threshold = threshold
         self.horizon = horizon
         self.num_perm = num_perm
         self.max_remembered = max_remembered
-        self.signer = Signer(num_perm)
+        self.signer = signer or Signer(num_perm)
         self.bands = self._index()
         self.remembered: dict[str, Remembered] = {}     # insertion order = published order
         self.sizes: dict[str, int] = {}
@@ -476,8 +478,8 @@ class StoryOptions:
     min_title_tokens: int = DEFAULT_MIN_TITLE_TOKENS
     max_remembered: int = DEFAULT_MAX_REMEMBERED
 
-    def matcher(self) -> StoryMatcher:
-        return StoryMatcher(self.threshold, self.horizon, self.num_perm, self.max_remembered)
+    def matcher(self, signer: "Signer | None" = None) -> StoryMatcher:
+        return StoryMatcher(self.threshold, self.horizon, self.num_perm, self.max_remembered, signer)
 
 
 _CODER = ArticleCoder()
@@ -504,26 +506,79 @@ class _GroupLanguageFn(beam.DoFn):
         yield from assign_prepared(prepared, matcher)
 
 
-def _empty_memory(num_perm: int) -> dict[str, Any]:
-    return {"ids": [], "published": np.zeros(0, dtype=np.float64), "stories": [], "numbers": [],
-            "signatures": np.zeros((0, num_perm), dtype=np.uint32), "sizes": {}}
+class _Memory:
+    """One language's remembered articles, as the streaming stage keeps them in state: rows
+    0..n-1 of the arrays (unordered; the arrays have room to grow), `live` the remembered
+    rows per story (a story's size is kept while it has one), and a `token` that every
+    write changes, so a worker knows whether the matcher it built still fits the state."""
 
+    def __init__(self, num_perm: int) -> None:
+        self.ids: list[str] = []
+        self.stories: list[str] = []
+        self.numbers: list[tuple[str, ...]] = []
+        self.published = np.zeros(64, dtype=np.float64)
+        self.signatures = np.zeros((64, num_perm), dtype=np.uint32)
+        self.sizes: dict[str, int] = {}
+        self.live: dict[str, int] = {}
+        self.token = ""
 
-def _keep(memory: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
-    """The memory with only the given rows (and the sizes of the stories they belong to)."""
-    stories = [memory["stories"][i] for i in rows]
-    live = set(stories)
-    return {"ids": [memory["ids"][i] for i in rows], "published": memory["published"][rows],
-            "stories": stories, "numbers": [memory["numbers"][i] for i in rows],
-            "signatures": memory["signatures"][rows],
-            "sizes": {k: n for k, n in memory["sizes"].items() if k in live}}
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getstate__(self) -> dict[str, Any]:
+        n = len(self.ids)          # the rows in use only: the room to grow is not state
+        return {**self.__dict__, "published": self.published[:n], "signatures": self.signatures[:n]}
+
+    def entries(self) -> Iterator[Remembered]:
+        """The remembered articles in (published) order, as a matcher is rebuilt from them."""
+        for row in np.argsort(self.published[:len(self)], kind="stable"):
+            yield Remembered(self.ids[row], float(self.published[row]), self.stories[row],
+                             self.signatures[row], self.numbers[row])
+
+    def add(self, entry: Remembered) -> None:
+        row = len(self.ids)
+        if row == len(self.published):          # full: twice the room (amortised O(1))
+            grown = max(64, 2 * row)
+            self.published = np.resize(self.published, grown)
+            self.signatures = np.resize(self.signatures, (grown, self.signatures.shape[1]))
+        self.published[row] = entry.published
+        self.signatures[row] = entry.signature
+        self.ids.append(entry.id)
+        self.stories.append(entry.story)
+        self.numbers.append(entry.numbers)
+        self.live[entry.story] = self.live.get(entry.story, 0) + 1
+
+    def oldest(self) -> float:
+        return float(self.published[:len(self)].min())
+
+    def drop(self, rows: Iterable[int]) -> list[str]:
+        """Forget these rows (the last row moves into each freed one); their ids."""
+        gone = []
+        for row in sorted(rows, reverse=True):
+            last = len(self.ids) - 1
+            gone.append(self.ids[row])
+            story = self.stories[row]
+            self.live[story] -= 1
+            if not self.live[story]:
+                del self.live[story]
+                self.sizes.pop(story, None)
+            self.ids[row], self.stories[row] = self.ids[last], self.stories[last]
+            self.numbers[row] = self.numbers[last]
+            del self.ids[last], self.stories[last], self.numbers[last]
+            self.published[row] = self.published[last]
+            self.signatures[row] = self.signatures[last]
+        return gone
 
 
 class _StreamingStoriesFn(beam.DoFn):
-    """Per language: the remembered articles of one horizon, in state (columns: ids, times,
-    stories, title numbers, an n x num_perm signature matrix), expired by an event-time timer
-    and capped at `max_remembered`.  Each article is scored against every remembered one at
-    once (numpy), with the batch matcher's rule and tie-break."""
+    """Per language: the remembered articles of one horizon in state (`_Memory`), expired by
+    an event-time timer and capped at `max_remembered` (the oldest published goes first).
+
+    Each article is matched as the batch and exactly-once modes match, by a `StoryMatcher`
+    (LSH candidates, the same rule and tie-break).  The matcher is built from the state and
+    kept by the worker while the state's token says it is the one it built on: an article
+    costs its candidates, not a scan of everything remembered; a worker that did not write
+    the state last (another worker, a retried bundle) builds it again."""
 
     MEMORY = ReadModifyWriteStateSpec("memory", PickleCoder())
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
@@ -533,64 +588,79 @@ class _StreamingStoriesFn(beam.DoFn):
 
     def setup(self) -> None:
         self.signer = Signer(self.options.num_perm)
+        self.matchers: dict[str, tuple[str, StoryMatcher]] = {}
+        self.rebuilds = 0
+
+    def _matcher(self, key: str, mem: _Memory) -> StoryMatcher:
+        cached = self.matchers.get(key)
+        if cached is not None and cached[0] == mem.token:
+            return cached[1]
+        matcher = self.options.matcher(self.signer)
+        for entry in mem.entries():
+            matcher.remember(entry)
+        self.matchers[key] = (mem.token, matcher)
+        self.rebuilds += 1
+        return matcher
+
+    def _write(self, key: str, mem: _Memory, matcher: StoryMatcher | None, memory: Any) -> None:
+        mem.token = uuid.uuid4().hex
+        memory.write(mem)
+        if matcher is not None:
+            self.matchers[key] = (mem.token, matcher)
 
     def process(self, element: tuple[str, Article],
                 memory: Any = beam.DoFn.StateParam(MEMORY),
                 expiry: Any = beam.DoFn.TimerParam(EXPIRY)) -> Iterator[Any]:
-        _, article = element
+        key, article = element
         opts = self.options
-        mem = memory.read() or _empty_memory(opts.num_perm)
         try:
             published = to_epoch(article.published)
             sig, numbers = signed(article, self.signer, opts.min_title_tokens)
         except Exception as exc:  # noqa: BLE001 - one article must not fail the job
             yield dead_letter(STAGE, article, exc)
             return
-        story = article.id
-        if sig is not None and mem["ids"]:
-            scores = (mem["signatures"] == sig).mean(axis=1)
-            near = np.abs(mem["published"] - published) <= opts.horizon
-            best: tuple[float, float, str] | None = None
-            for i in np.nonzero(near & (scores >= opts.threshold))[0]:
-                if mem["ids"][i] == article.id or not numbers_agree(numbers, mem["numbers"][i]):
-                    continue
-                candidate = (float(scores[i]), -float(mem["published"][i]), mem["stories"][i])
-                if best is None or candidate > best:
-                    best = candidate
-            if best is not None:
-                story = best[2]
+        mem = memory.read() or _Memory(opts.num_perm)
+        matcher = self._matcher(key, mem)
+        known = matcher.remembered.get(article.id)
+        if known is not None:       # delivered again: the story it has, counted once
+            yield article.replace(story=known.story, story_size=mem.sizes.get(known.story, 1))
+            return
+        story = matcher.match(sig, published, numbers) or article.id
         (_MERGED if story != article.id else _STORIES).inc()
-        size = mem["sizes"].get(story, 0) + 1
+        size = mem.sizes.get(story, 0) + 1
         if sig is not None:       # an article that cannot match is a story of one: nothing to keep
-            mem["sizes"][story] = size
-            mem["ids"].append(article.id)
-            mem["stories"].append(story)
-            mem["numbers"].append(numbers)
-            mem["published"] = np.append(mem["published"], published)
-            mem["signatures"] = np.vstack([mem["signatures"], sig[None, :]])
-            if len(mem["ids"]) > opts.max_remembered:
-                newest = np.argsort(mem["published"], kind="stable")[-opts.max_remembered:]
-                mem = _keep(mem, np.sort(newest))
-        memory.write(mem)
-        oldest = float(mem["published"].min()) if mem["ids"] else published
-        expiry.set(Timestamp(oldest + opts.horizon))
+            mem.sizes[story] = size
+            entry = Remembered(article.id, published, story, sig, numbers)
+            mem.add(entry)
+            matcher.remember(entry)
+            if len(mem) > opts.max_remembered:
+                for gone in mem.drop([int(np.argmin(mem.published[:len(mem)]))]):
+                    matcher.forget(gone)
+            self._write(key, mem, matcher, memory)
+            expiry.set(Timestamp(mem.oldest() + opts.horizon))
         yield article.replace(story=story, story_size=size)
 
     @on_timer(EXPIRY)
-    def expire(self, memory: Any = beam.DoFn.StateParam(MEMORY),
+    def expire(self, key: Any = beam.DoFn.KeyParam,
+               memory: Any = beam.DoFn.StateParam(MEMORY),
                expiry: Any = beam.DoFn.TimerParam(EXPIRY),
                now: Any = beam.DoFn.TimestampParam) -> None:
         mem = memory.read()
         if not mem:
             return
         cutoff = float(now) - self.options.horizon      # an entry lives until published + horizon
-        rows = np.nonzero(mem["published"] > cutoff)[0]
-        if not len(rows):
+        old = np.flatnonzero(mem.published[:len(mem)] <= cutoff)
+        if len(old) == len(mem):
             memory.clear()
+            self.matchers.pop(key, None)
             return
-        mem = _keep(mem, rows)
-        memory.write(mem)
-        expiry.set(Timestamp(float(mem["published"].min()) + self.options.horizon))
+        cached = self.matchers.get(key)
+        matcher = cached[1] if cached is not None and cached[0] == mem.token else None
+        for gone in mem.drop(old.tolist()):
+            if matcher is not None:
+                matcher.forget(gone)
+        self._write(key, mem, matcher, memory)
+        expiry.set(Timestamp(mem.oldest() + self.options.horizon))
 
 
 class GroupStories(beam.PTransform):
