@@ -455,3 +455,17 @@ def test_streaming_stage_cap_and_expiry_forget_the_oldest_in_state_and_in_the_ke
     assert fn.rebuilds == 1
     fn.expire(key="en", memory=state, expiry=timer, now=Timestamp(T0 + 10 * DAY))
     assert state.read() is None
+
+
+def test_streaming_stage_reads_the_columns_state_an_earlier_version_wrote() -> None:
+    """A Dataflow job updated in place keeps its state: the columns dict the stage kept before
+    is read as remembered articles, and a copy of one of them joins its story."""
+    first, other = article("a", *EN, at=0), article("b", *FR, at=10)
+    signed_ = [SIGNER.sign(features(a.title, a.summary)) for a in (first, other)]
+    state, timer = _State(), _Timer()
+    state.write({"ids": ["a", "b"], "published": np.array([T0 + 0.0, T0 + 10.0]), "stories": ["a", "b"],
+                 "numbers": [(), ()], "signatures": np.vstack(signed_), "sizes": {"a": 1, "b": 1, "gone": 4}})
+    fn = _stream_fn(StoryOptions())
+    out = list(fn.process(("en", article("c", *EN_COPY, at=20)), memory=state, expiry=timer))
+    assert [(o.story, o.story_size) for o in out] == [("a", 2)]
+    assert sorted(state.read().ids) == ["a", "b", "c"] and state.read().sizes == {"a": 2, "b": 1}

@@ -522,6 +522,19 @@ class _Memory:
         self.live: dict[str, int] = {}
         self.token = ""
 
+    @classmethod
+    def of(cls, value: Any, num_perm: int) -> "_Memory":
+        """The state as read: a `_Memory`, nothing yet, or the columns dict an earlier version
+        of this stage kept (a Dataflow job updated in place keeps its state)."""
+        if value is None or isinstance(value, _Memory):
+            return value or cls(num_perm)
+        mem = cls(num_perm)
+        for row, ident in enumerate(value["ids"]):
+            mem.add(Remembered(ident, float(value["published"][row]), value["stories"][row],
+                               value["signatures"][row], tuple(value["numbers"][row])))
+        mem.sizes = {k: n for k, n in value["sizes"].items() if k in mem.live}
+        return mem
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -619,7 +632,7 @@ class _StreamingStoriesFn(beam.DoFn):
         except Exception as exc:  # noqa: BLE001 - one article must not fail the job
             yield dead_letter(STAGE, article, exc)
             return
-        mem = memory.read() or _Memory(opts.num_perm)
+        mem = _Memory.of(memory.read(), opts.num_perm)
         matcher = self._matcher(key, mem)
         known = matcher.remembered.get(article.id)
         if known is not None:       # delivered again: the story it has, counted once
@@ -645,7 +658,7 @@ class _StreamingStoriesFn(beam.DoFn):
                memory: Any = beam.DoFn.StateParam(MEMORY),
                expiry: Any = beam.DoFn.TimerParam(EXPIRY),
                now: Any = beam.DoFn.TimestampParam) -> None:
-        mem = memory.read()
+        mem = _Memory.of(memory.read(), self.options.num_perm)
         if not mem:
             return
         cutoff = float(now) - self.options.horizon      # an entry lives until published + horizon
