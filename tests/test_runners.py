@@ -119,6 +119,8 @@ def test_prism_runs_without_dynamic_splits_and_other_runners_are_left_alone() ->
         return pipeline_options(config, args, streaming=streaming).view_as(DebugOptions).experiments or []
     assert PRISM_NO_SPLITS in experiments(["--runner=PrismRunner"])
     assert PRISM_NO_SPLITS in experiments(["--runner=PrismRunner"], streaming=False)
+    assert PRISM_NO_SPLITS in experiments(["--runner=prism"])
+    assert PRISM_NO_SPLITS in experiments(["--runner=apache_beam.runners.portability.prism_runner.PrismRunner"])
     mine = experiments(["--runner=PrismRunner", "--experiments=mine", f"--experiments={PRISM_NO_SPLITS}"])
     assert "mine" in mine and mine.count(PRISM_NO_SPLITS) == 1
     assert PRISM_NO_SPLITS not in experiments([])

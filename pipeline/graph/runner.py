@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 # stages lost entries that way: in 4 of 13 runs of the Prism test's burst, a language's story
 # split in two, or the split bundles' counters were missing from the job's metrics; with
 # splits off, 0 of 9.  Prism's own experiment turns them off (internal/execute.go).
-PRISM_RUNNERS = ("prismrunner", "prism")
 PRISM_NO_SPLITS = "prism_disable_sdf_split"
+
+
+def _is_prism(runner: str | None) -> bool:
+    """`PrismRunner`, `prism`, or the class's dotted path, as Beam's runner lookup accepts them."""
+    return (runner or "").rsplit(".", 1)[-1].lower().removesuffix("runner") == "prism"
 
 
 def pipeline_options(config: Config, beam_args: Sequence[str], streaming: bool = False) -> PipelineOptions:
@@ -31,7 +35,7 @@ def pipeline_options(config: Config, beam_args: Sequence[str], streaming: bool =
     options = PipelineOptions(flags=args)
     if streaming:
         options.view_as(StandardOptions).streaming = True
-    if (options.view_as(StandardOptions).runner or "").lower() in PRISM_RUNNERS:
+    if _is_prism(options.view_as(StandardOptions).runner):
         debug = options.view_as(DebugOptions)
         if PRISM_NO_SPLITS not in (debug.experiments or []):
             debug.add_experiment(PRISM_NO_SPLITS)
