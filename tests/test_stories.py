@@ -448,6 +448,9 @@ def test_streaming_stage_cap_and_expiry_forget_the_oldest_in_state_and_in_the_ke
     assert sorted(state.read().ids) == ["en2", "fr2", "tr"]
     assert timer.at == T0 + 300.0 + DAY              # the oldest left (tr) + horizon
     from apache_beam.utils.timestamp import Timestamp
+    before = state.data
+    fn.expire(key="en", memory=state, expiry=timer, now=Timestamp(T0 + 250.0 + DAY))    # early: nothing old
+    assert state.data == before and timer.at == T0 + 300.0 + DAY
     fn.expire(key="en", memory=state, expiry=timer, now=Timestamp(T0 + 400.0 + DAY))
     assert state.read().ids == ["en2"] and timer.at == T0 + 500.0 + DAY
     assert story("tr2", TR_COPY, 450.0 + DAY) == "tr2"

@@ -663,6 +663,9 @@ class _StreamingStoriesFn(beam.DoFn):
             return
         cutoff = float(now) - self.options.horizon      # an entry lives until published + horizon
         old = np.flatnonzero(mem.published[:len(mem)] <= cutoff)
+        if not len(old):          # a timer that fired early (Prism's may): nothing to forget
+            expiry.set(Timestamp(mem.oldest() + self.options.horizon))
+            return
         if len(old) == len(mem):
             memory.clear()
             self.matchers.pop(key, None)
