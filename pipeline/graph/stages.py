@@ -81,21 +81,23 @@ def apply_stages(items: beam.PCollection, config: Config, *, streaming: bool = F
         grouped = storied.articles
         stage_dead.append(storied[GroupStories.DEAD])
     tagged = grouped | "TagTopics" >> TagTopics(config.topics, config.keywords, config.variants)
-    articles = tagged.articles | "CountArticles" >> beam.Map(_count("mediamon", "articles"))
+    # typed, so that wherever a runner encodes them (a fused stage's boundary, a size sample)
+    # it takes the records' coders and not pickle
+    articles = tagged.articles | "CountArticles" >> beam.Map(_count("mediamon", "articles")).with_output_types(Article)
     # items that did not become articles: they balance items_read
     dead = ((*stage_dead, tagged[TagTopics.DEAD], *extra_dead)
-            | "FlattenDeadLetters" >> beam.Flatten()
-            | "CountDeadLetters" >> beam.Map(_count("mediamon", "dead_letters")))
+            | "FlattenDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
+            | "CountDeadLetters" >> beam.Map(_count("mediamon", "dead_letters")).with_output_types(DeadLetter))
     if not counts:
         return StageOutputs(articles=articles, counts=None, topics=None,
-                            dead_letters=dead | "ByStage" >> beam.Map(count_by_stage))
+                            dead_letters=dead | "ByStage" >> beam.Map(count_by_stage).with_output_types(DeadLetter))
     counted = articles | "CountPerWindow" >> CountPerWindow(
         config.windows.size, config.windows.period, config.windows.allowed_lateness, trigger=trigger,
         stories=wants_stories(config))
     # an article whose counting failed is still an article: its dead letter is not an item
     dead = (dead, counted["dead_letters"]) | "WithCountFailures" >> beam.Flatten()
     return StageOutputs(articles=articles, counts=counted["counts"], topics=counted["topics"],
-                        dead_letters=dead | "ByStage" >> beam.Map(count_by_stage),
+                        dead_letters=dead | "ByStage" >> beam.Map(count_by_stage).with_output_types(DeadLetter),
                         stories=counted.get("stories"))
 
 
